@@ -1,0 +1,3 @@
+from .poolformer import PoolFormer, PoolFormerBlock
+
+__all__ = ['PoolFormer', 'PoolFormerBlock']

@@ -1,0 +1,300 @@
+"""PoolFormer backbone for dense prediction (Yu et al., CVPR 2022)."""
+from numbers import Integral
+from typing import Dict, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..registry import register_everywhere
+
+
+class Pooling(nn.Module):
+    """Token mixer: average pooling minus the input.
+
+    The input is subtracted because the block adds it back through the
+    residual connection.
+    """
+
+    def __init__(self, pool_size: int = 3):
+        super().__init__()
+        self.pool_size = pool_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = F.avg_pool2d(
+            x, self.pool_size, 1, self.pool_size // 2,
+            count_include_pad=False)
+        return pooled - x
+
+
+class Mlp(nn.Module):
+    """Two 1x1 convolutions with an activation between them."""
+
+    def __init__(self, dim: int, hidden: int, act_cfg: dict, drop: float):
+        super().__init__()
+        self.fc1 = nn.Conv2d(dim, hidden, 1)
+        self.act = build_activation_layer(act_cfg)
+        self.fc2 = nn.Conv2d(hidden, dim, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.drop(self.act(self.fc1(x)))
+        return self.drop(self.fc2(x))
+
+
+class PoolFormerBlock(nn.Module):
+    """One MetaFormer block with a pooling token mixer.
+
+    ``x + LS1 * (pool(norm1(x)) - norm1(x))`` then ``x + LS2 * mlp(norm2(x))``,
+    each branch with stochastic depth.
+    """
+
+    def __init__(self,
+                 dim: int,
+                 pool_size: int = 3,
+                 mlp_ratio: float = 4.,
+                 norm_cfg: dict = dict(type='GN', num_groups=1),
+                 act_cfg: dict = dict(type='GELU'),
+                 drop: float = 0.,
+                 drop_path: float = 0.,
+                 layer_scale_init_value: float = 1e-5):
+        super().__init__()
+        self.norm1 = build_norm_layer(norm_cfg, dim)[1]
+        self.token_mixer = Pooling(pool_size)
+        self.norm2 = build_norm_layer(norm_cfg, dim)[1]
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg, drop)
+        self.layer_scale1 = nn.Parameter(
+            torch.full((dim, ), float(layer_scale_init_value)))
+        self.layer_scale2 = nn.Parameter(
+            torch.full((dim, ), float(layer_scale_init_value)))
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else \
+            nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ls1 = self.layer_scale1.view(-1, 1, 1)
+        ls2 = self.layer_scale2.view(-1, 1, 1)
+        x = x + self.drop_path(ls1 * self.token_mixer(self.norm1(x)))
+        return x + self.drop_path(ls2 * self.mlp(self.norm2(x)))
+
+
+class PoolFormerStage(nn.Module):
+    """An optional stride-2 downsampling conv followed by blocks."""
+
+    def __init__(self, in_dim: int, dim: int, blocks: Sequence[nn.Module]):
+        super().__init__()
+        self.downsample = nn.Conv2d(in_dim, dim, 3, 2, 1) \
+            if in_dim is not None else nn.Identity()
+        self.blocks = nn.ModuleList(blocks)
+
+
+@register_everywhere
+class PoolFormer(BaseModule):
+    """PoolFormer backbone returning multi-scale features.
+
+    `MetaFormer Is Actually What You Need for Vision
+    <https://arxiv.org/abs/2111.11418>`_.
+
+    A 7x7 stride-4 stem, then four stages of PoolFormer blocks at strides
+    4, 8, 16 and 32, each after the first starting with a 3x3 stride-2 conv.
+    The output of every selected stage goes through its own norm layer.
+
+    Args:
+        arch (str | dict): One of ``PoolFormer.arch_settings`` ('s12', 's24',
+            's36', 'm36', 'm48'), or a dict with ``depths`` (blocks per stage,
+            4 ints), ``dims`` (channels per stage, 4 ints) and optionally
+            ``layer_scale_init_value``. Defaults to 's12'.
+        in_channels (int): Channels of the input image. Defaults to 3.
+        pool_size (int): Kernel size of the pooling token mixer (odd).
+            Defaults to 3.
+        mlp_ratio (float): Hidden width of the MLP relative to the stage's
+            dim. Defaults to 4.
+        out_indices (Sequence[int]): Stages whose outputs are returned,
+            0..3 for strides 4/8/16/32. Only these stages get an output norm,
+            and stages after the last one are not built, so every parameter
+            receives a gradient. Defaults to (0, 1, 2, 3).
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k >= 1 the stem
+            and stages 0..k-1 (their params stop requiring grad and they stay
+            in eval mode). Defaults to -1.
+        norm_eval (bool): Keep batch-norm layers (if ``norm_cfg`` uses them)
+            in eval mode during training. Defaults to False.
+        with_cp (bool): Gradient checkpointing per block, trading compute
+            for memory. Defaults to False.
+        drop_rate (float): Dropout in the MLPs. Defaults to 0.
+        drop_path_rate (float): Stochastic depth of the last block; it rises
+            linearly from 0 over all blocks. Defaults to 0.
+        layer_scale_init_value (float, optional): Overrides the arch's
+            LayerScale init value. Defaults to None.
+        norm_cfg (dict): Norm layer of the blocks and outputs. Defaults to
+            GroupNorm with one group (the paper's "modified layer norm").
+        act_cfg (dict): MLP activation. Defaults to ``dict(type='GELU')``.
+        init_cfg (dict, optional): ``dict(type='Pretrained',
+            checkpoint=PATH_OR_URL)`` loads the official, mmpretrain, timm or
+            mmpoolformer weights (see :mod:`mmpoolformer.weights`).
+    """
+
+    arch_settings: Dict[str, dict] = {
+        's12': dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
+                    layer_scale_init_value=1e-5),
+        's24': dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512),
+                    layer_scale_init_value=1e-5),
+        's36': dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512),
+                    layer_scale_init_value=1e-6),
+        'm36': dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768),
+                    layer_scale_init_value=1e-6),
+        'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
+                    layer_scale_init_value=1e-6),
+    }
+    num_stages = 4
+
+    def __init__(self,
+                 arch: Union[str, dict] = 's12',
+                 in_channels: int = 3,
+                 pool_size: int = 3,
+                 mlp_ratio: float = 4.,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 layer_scale_init_value: float = None,
+                 norm_cfg: dict = dict(type='GN', num_groups=1),
+                 act_cfg: dict = dict(type='GELU'),
+                 init_cfg: dict = None):
+        super().__init__(init_cfg=init_cfg)
+        arch = self._parse_arch(arch)
+        self.depths, self.dims = arch['depths'], arch['dims']
+        if layer_scale_init_value is None:
+            layer_scale_init_value = arch.get('layer_scale_init_value', 1e-5)
+        self.out_indices = self._parse_out_indices(out_indices)
+        if not (isinstance(frozen_stages, Integral)
+                and -1 <= frozen_stages <= self.num_stages):
+            raise ValueError(f'frozen_stages must be an int in -1..'
+                             f'{self.num_stages}, got {frozen_stages!r}')
+        if not (isinstance(pool_size, Integral) and pool_size > 0
+                and pool_size % 2 == 1):
+            raise ValueError(
+                f'pool_size must be a positive odd int, got {pool_size!r}')
+        if not (isinstance(in_channels, Integral) and in_channels > 0):
+            raise ValueError(
+                f'in_channels must be a positive int, got {in_channels!r}')
+        self.in_channels = in_channels
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        self.stem = nn.Conv2d(in_channels, self.dims[0], 7, 4, 2)
+        # Stages after the last output would hold parameters without
+        # gradients (DDP's unused-parameter error), so they are not built.
+        num_built = max(self.out_indices) + 1
+        total = sum(self.depths)
+        start = 0
+        self.stages = nn.ModuleList()
+        for i in range(num_built):
+            blocks = []
+            for j in range(self.depths[i]):
+                rate = drop_path_rate * (start + j) / max(total - 1, 1)
+                blocks.append(
+                    PoolFormerBlock(
+                        self.dims[i], pool_size, mlp_ratio, norm_cfg,
+                        act_cfg, drop_rate, rate, layer_scale_init_value))
+            start += self.depths[i]
+            in_dim = self.dims[i - 1] if i > 0 else None
+            self.stages.append(PoolFormerStage(in_dim, self.dims[i], blocks))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg, self.dims[i])[1])
+        self._freeze_stages()
+
+    @classmethod
+    def _parse_arch(cls, arch) -> dict:
+        if isinstance(arch, str):
+            if arch.lower() not in cls.arch_settings:
+                raise ValueError(
+                    f'Unknown PoolFormer arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict with '
+                    f'"depths" and "dims".')
+            return cls.arch_settings[arch.lower()]
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or dict, got {arch!r}')
+        allowed = {'depths', 'dims', 'layer_scale_init_value'}
+        if not {'depths', 'dims'} <= set(arch) or set(arch) - allowed:
+            raise ValueError(
+                f'arch dict must have keys "depths" and "dims" (and '
+                f'optionally "layer_scale_init_value"), got {sorted(arch)}')
+        for key in ('depths', 'dims'):
+            value = arch[key]
+            if not (isinstance(value, Sequence) and len(value) == 4 and all(
+                    isinstance(v, Integral) and v > 0 for v in value)):
+                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
+                                 f'got {value!r}')
+        return dict(arch)
+
+    @classmethod
+    def _parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
+        if isinstance(out_indices, Integral):
+            out_indices = (out_indices, )
+        valid = (isinstance(out_indices, Sequence) and len(out_indices) > 0
+                 and all(isinstance(i, Integral) for i in out_indices))
+        if valid:
+            valid = (all(0 <= i < cls.num_stages for i in out_indices)
+                     and len(set(out_indices)) == len(out_indices))
+        if not valid:
+            raise ValueError(
+                f'out_indices must be distinct stage indices in 0..'
+                f'{cls.num_stages - 1}, got {out_indices!r}')
+        return tuple(sorted(int(i) for i in out_indices))
+
+    def init_weights(self):
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            from ..weights import load_pretrained
+            load_pretrained(self, cfg['checkpoint'])
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    def _freeze_stages(self):
+        frozen = []
+        if self.frozen_stages >= 0:
+            frozen.append(self.stem)
+        for i in range(min(self.frozen_stages, len(self.stages))):
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'PoolFormer expects input of shape [N, {self.in_channels}, '
+                f'H, W], got {list(x.shape)}')
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage.downsample(x)
+            for block in stage.blocks:
+                if self.with_cp and self.training and torch.is_grad_enabled():
+                    x = cp.checkpoint(block, x, use_reentrant=False)
+                else:
+                    x = block(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)

@@ -1,0 +1,54 @@
+"""Config adjustments shared by tools/train.py and tools/test.py."""
+import os
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+
+def _replace_norm(node, old: str, new: str) -> int:
+    """Replace norm ``type`` values in a nested config; return the count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == old:
+            node['type'] = new
+            count += 1
+        for value in node.values():
+            count += _replace_norm(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_norm(value, old, new)
+    return count
+
+
+def adapt_to_device(cfg: Config, launcher: str) -> None:
+    """Let a GPU config run on a machine without CUDA.
+
+    Distributed runs then use the gloo backend with CPU DDP (no device ids),
+    and SyncBN, which needs CUDA, becomes per-process BN.
+    """
+    if torch.cuda.is_available():
+        return
+    if launcher != 'none':
+        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False)
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
+    if _replace_norm(cfg.model, 'SyncBN', 'BN'):
+        print_log('No CUDA: SyncBN layers replaced by BN (statistics are '
+                  'per process).', logger='current')
+
+
+def set_launcher_env(cfg: Config, args) -> None:
+    """Common command-line options of train and test."""
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(getattr(args, 'local_rank', 0))
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = os.path.splitext(os.path.basename(args.config))[0]
+        cfg.work_dir = os.path.join('work_dirs', name)
+    adapt_to_device(cfg, args.launcher)

@@ -1,0 +1,31 @@
+"""Convert official / mmpretrain / timm PoolFormer weights to mmpoolformer's
+layout once, offline.
+
+    python tools/convert_weights.py poolformer_s12.pth.tar s12_mmpf.pth
+
+The result is a plain state dict that ``init_cfg=dict(type='Pretrained',
+checkpoint=DST)`` loads without conversion.
+"""
+import argparse
+import os.path as osp
+import sys
+
+import torch
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
+from mmpoolformer.weights import convert, read_checkpoint  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('src', help='checkpoint file or URL')
+    parser.add_argument('dst', help='output .pth file')
+    args = parser.parse_args(argv)
+    state, dropped, fmt = convert(read_checkpoint(args.src))
+    torch.save(state, args.dst)
+    print(f'{args.src}: {fmt} layout, {len(state)} tensors written to '
+          f'{args.dst}; dropped {len(dropped)} keys: {sorted(dropped)}')
+
+
+if __name__ == '__main__':
+    main()
