@@ -27,7 +27,9 @@ def randomise(model, seed=0):
 
 def mmpretrain_model(arch='s12', out_indices=(0, 2, 4, 6)):
     from mmpretrain.models.backbones import PoolFormer as MMPretrainPF
-    return randomise(MMPretrainPF(arch, out_indices=list(out_indices))).eval()
+    model = randomise(MMPretrainPF(arch, out_indices=list(out_indices)))
+    model.eval()  # mmpretrain's train() returns None: no chaining
+    return model
 
 
 def timm_stage_outputs(model, x):
@@ -50,7 +52,8 @@ def ours_from(path, arch='s12', out_indices=(0, 1, 2, 3)):
     return model.eval()
 
 
-X = torch.randn(2, 3, 93, 130, generator=torch.Generator().manual_seed(3))
+# multiples of 4 (as mmdet/mmseg pad to), odd sizes at strides 8-32
+X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
 
 
 def assert_features_equal(ours, ref):

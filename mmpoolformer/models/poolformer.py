@@ -102,6 +102,7 @@ class PoolFormer(BaseModule):
     A 7x7 stride-4 stem, then four stages of PoolFormer blocks at strides
     4, 8, 16 and 32, each after the first starting with a 3x3 stride-2 conv.
     The output of every selected stage goes through its own norm layer.
+    Any input size works: output i is ceil(H / 2**(i+2)) x ceil(W / 2**(i+2)).
 
     Args:
         arch (str | dict): One of ``PoolFormer.arch_settings`` ('s12', 's24',
@@ -286,6 +287,13 @@ class PoolFormer(BaseModule):
             raise ValueError(
                 f'PoolFormer expects input of shape [N, {self.in_channels}, '
                 f'H, W], got {list(x.shape)}')
+        # Pad right/bottom to a multiple of the stem's stride (as mmdet's
+        # Swin does) so that output i is ceil(H / 2**(i + 2)) for any H;
+        # the 7x7/4 stem with padding 2 alone drops a row when H % 4 is 1
+        # or 2. Other sizes are left untouched.
+        pad_h, pad_w = -x.shape[2] % 4, -x.shape[3] % 4
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):

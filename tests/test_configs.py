@@ -1,0 +1,166 @@
+"""Every config builds its model, runs loss and predict, and states the
+paper's settings (../shared/paper.md)."""
+import glob
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+ROOT = osp.join(osp.dirname(__file__), '..', 'configs')
+DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
+SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', '*.py')))
+URL = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/' \
+    'poolformer_{}.pth.tar'
+DIMS = dict(s12=[64, 128, 320, 512], s24=[64, 128, 320, 512],
+            s36=[64, 128, 320, 512], m36=[96, 192, 384, 768],
+            m48=[96, 192, 384, 768])
+
+
+def arch_of(path):
+    return osp.splitext(path)[0].rsplit('_', 1)[1]
+
+
+def test_config_sets():
+    names = [osp.basename(p) for p in DET + SEG]
+    assert names == [
+        'mask_rcnn_poolformer_s12.py', 'mask_rcnn_poolformer_s24.py',
+        'mask_rcnn_poolformer_s36.py', 'retinanet_poolformer_s12.py',
+        'retinanet_poolformer_s24.py', 'retinanet_poolformer_s36.py',
+        'fpn_poolformer_m36.py', 'fpn_poolformer_m48.py',
+        'fpn_poolformer_s12.py', 'fpn_poolformer_s24.py',
+        'fpn_poolformer_s36.py'
+    ]
+
+
+def build(cfg, scope):
+    init_default_scope(scope)
+    cfg.model.backbone.init_cfg = None  # no download here
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+    else:
+        from mmseg.registry import MODELS
+        from mmengine.model import revert_sync_batchnorm
+        return revert_sync_batchnorm(MODELS.build(cfg.model))
+    return MODELS.build(cfg.model)
+
+
+@pytest.mark.parametrize('path', DET, ids=osp.basename)
+def test_detection_config(path):
+    cfg = Config.fromfile(path)
+    arch = arch_of(path)
+    bb = cfg.model.backbone
+    assert bb.type == 'PoolFormer' and bb.arch == arch
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
+    retina = 'retinanet' in path
+    assert bb.out_indices == ((1, 2, 3) if retina else (0, 1, 2, 3))
+    expected_in = DIMS[arch][1:] if retina else DIMS[arch]
+    assert cfg.model.neck.in_channels == expected_in
+    assert cfg.model.neck.num_outs == 5
+    if retina:  # P3-P7, extra convs on the input
+        assert cfg.model.neck.start_level == 0
+        assert cfg.model.neck.add_extra_convs == 'on_input'
+    # AdamW, lr 1e-4 / 2e-4, wd 1e-4; 12 epochs, x0.1 at 8 and 11, warm-up
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay) == \
+        ('AdamW', 1e-4 if retina else 2e-4, 1e-4)
+    assert cfg.train_cfg.max_epochs == 12
+    warmup, steps = cfg.param_scheduler
+    assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR', False,
+                                                          500)
+    assert (steps.type, steps.milestones, steps.gamma) == ('MultiStepLR',
+                                                           [8, 11], 0.1)
+    assert cfg.train_dataloader.batch_size == 2
+    assert cfg.auto_scale_lr.base_batch_size == 16
+    train = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
+    test = {t.type: t for t in cfg.test_dataloader.dataset.pipeline}
+    for resize in (train['Resize'], test['Resize']):
+        assert resize.scale == (1333, 800) and resize.keep_ratio
+    assert train['RandomFlip'].prob == 0.5
+    assert cfg.train_dataloader.dataset.data_root == 'data/coco/'
+    metrics = cfg.test_evaluator.metric
+    assert metrics == 'bbox' if retina else metrics == ['bbox', 'segm']
+
+    model = build(cfg, 'mmdet')
+    from mmdet.testing import demo_mm_inputs
+    packed = demo_mm_inputs(2, [[3, 96, 128], [3, 80, 112]], num_items=[2, 1],
+                            num_classes=80, with_mask=not retina)
+    data = model.data_preprocessor(packed, True)
+    losses = model(**data, mode='loss')
+    total = sum(
+        sum(x.sum() for x in v) if isinstance(v, list) else v.sum()
+        for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None for p in model.backbone.parameters())
+    model.eval()
+    with torch.no_grad():
+        results = model(**model.data_preprocessor(packed, False),
+                        mode='predict')
+    assert len(results) == 2
+    assert results[0].pred_instances.bboxes.shape[-1] == 4
+    if not retina:
+        assert 'masks' in results[0].pred_instances
+
+
+def seg_batch(model, shapes):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    inputs, samples = [], []
+    for h, w in shapes:
+        inputs.append(torch.randint(0, 255, (3, h, w), dtype=torch.uint8))
+        sample = SegDataSample(metainfo=dict(img_shape=(h, w),
+                                             ori_shape=(h, w)))
+        sample.gt_sem_seg = PixelData(
+            data=torch.randint(0, 150, (1, h, w), dtype=torch.long))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+@pytest.mark.parametrize('path', SEG, ids=osp.basename)
+def test_segmentation_config(path):
+    cfg = Config.fromfile(path)
+    arch = arch_of(path)
+    bb = cfg.model.backbone
+    assert bb.type == 'PoolFormer' and bb.arch == arch
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
+    assert bb.out_indices == (0, 1, 2, 3)
+    assert cfg.model.neck.in_channels == DIMS[arch]
+    assert cfg.model.decode_head.type == 'FPNHead'
+    assert cfg.model.decode_head.num_classes == 150
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, opt.weight_decay) == ('AdamW', 2e-4, 1e-4)
+    (poly, ) = cfg.param_scheduler
+    assert (poly.type, poly.power, poly.eta_min, poly.by_epoch,
+            poly.end) == ('PolyLR', 0.9, 0.0, False, 40000)
+    assert cfg.train_cfg.max_iters == 40000
+    assert cfg.train_dataloader.batch_size == 4  # x 8 GPUs = 32
+    assert cfg.train_dataloader.dataset.data_root == \
+        'data/ade/ADEChallengeData2016'
+    train = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
+    assert train['RandomResize'].scale == (2048, 512)
+    assert train['RandomResize'].ratio_range == (0.5, 2.0)
+    assert train['RandomCrop'].crop_size == (512, 512)
+    assert train['RandomFlip'].prob == 0.5
+    assert 'PhotoMetricDistortion' in train
+    test = [t.type for t in cfg.test_dataloader.dataset.pipeline]
+    assert test[:3] == ['LoadImageFromFile', 'Resize', 'ResizeToMultiple']
+    assert cfg.test_pipeline == cfg.test_dataloader.dataset.pipeline
+    assert cfg.test_evaluator.iou_metrics == ['mIoU']
+
+    model = build(cfg, 'mmseg')
+    batch = seg_batch(model, [(96, 128), (96, 128)])
+    data = model.data_preprocessor(batch, True)
+    assert data['inputs'].shape[-2:] == (512, 512)  # padded to the crop
+    losses = model(**data, mode='loss')
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    total.backward()
+    assert torch.isfinite(total)
+    assert all(p.grad is not None for p in model.backbone.parameters())
+    model.eval()
+    batch = seg_batch(model, [(70, 90)])
+    with torch.no_grad():
+        (result, ) = model(**model.data_preprocessor(batch, False),
+                           mode='predict')
+    assert result.pred_sem_seg.data.shape == (1, 70, 90)
