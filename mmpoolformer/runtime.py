@@ -24,17 +24,23 @@ def _replace_norm(node, old: str, new: str) -> int:
 def adapt_to_device(cfg: Config, launcher: str) -> None:
     """Let a GPU config run on a machine without CUDA.
 
-    Distributed runs then use the gloo backend with CPU DDP (no device ids),
-    and SyncBN, which needs CUDA, becomes per-process BN.
+    Distributed runs (torchrun) then use the gloo backend with CPU DDP, and
+    SyncBN, which needs CUDA, becomes per-process BN.
     """
     if torch.cuda.is_available():
         return
     if launcher != 'none':
-        cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        cfg.env_cfg.dist_cfg['backend'] = 'gloo'
+        if launcher != 'pytorch':
+            raise SystemExit(
+                f'Without CUDA, distributed runs need --launcher pytorch '
+                f'(tools/dist_train.sh), got --launcher {launcher}')
+        # mmengine's init_dist calls torch.cuda.set_device unconditionally;
+        # the Runner skips it when a process group already exists.
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend='gloo')
         wrapper = cfg.get('model_wrapper_cfg') or dict(
             type='MMDistributedDataParallel', broadcast_buffers=False)
-        wrapper['device_ids'] = None
+        wrapper['device_ids'] = None  # CPU modules take no device ids
         cfg.model_wrapper_cfg = wrapper
     if _replace_norm(cfg.model, 'SyncBN', 'BN'):
         print_log('No CUDA: SyncBN layers replaced by BN (statistics are '

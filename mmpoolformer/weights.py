@@ -42,9 +42,13 @@ def read_checkpoint(path: str) -> dict:
         raise FileNotFoundError(f'PoolFormer checkpoint not found: {path}') \
             from e
     except Exception as e:  # noqa: BLE001 - re-raised with the path
+        hint = ''
+        if '://' in str(path):
+            hint = (' (offline? download it elsewhere and set '
+                    'model.backbone.init_cfg.checkpoint to the local file)')
         raise CheckpointFormatError(
             f'Cannot read PoolFormer checkpoint {path}: '
-            f'{type(e).__name__}: {e}') from e
+            f'{type(e).__name__}: {e}{hint}') from e
     if not isinstance(ckpt, dict):
         raise CheckpointFormatError(
             f'{path} holds a {type(ckpt).__name__}, not a state dict')

@@ -1,6 +1,7 @@
 """Test a checkpoint: metrics, and on request predictions and drawings."""
 import argparse
 import json
+import numbers
 import os
 import os.path as osp
 import sys
@@ -72,7 +73,7 @@ def main(argv=None):
         os.makedirs(cfg.work_dir, exist_ok=True)
         path = osp.join(cfg.work_dir, 'test_metrics.json')
         with open(path, 'w') as f:
-            json.dump({k: float(v) if isinstance(v, (int, float)) else str(v)
+            json.dump({k: float(v) if isinstance(v, numbers.Real) else str(v)
                        for k, v in metrics.items()}, f, indent=2)
         print(f'metrics written to {path}')
     return metrics

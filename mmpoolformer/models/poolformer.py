@@ -11,6 +11,7 @@ from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..compat import patch_mmseg_inferencer
 from ..registry import register_everywhere
 
 
@@ -168,6 +169,9 @@ class PoolFormer(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: dict = None):
         super().__init__(init_cfg=init_cfg)
+        # mmseg's inferencer builds the model before reading class metadata
+        # from the checkpoint: the one point where the fix is sure to apply.
+        patch_mmseg_inferencer()
         arch = self._parse_arch(arch)
         self.depths, self.dims = arch['depths'], arch['dims']
         if layer_scale_init_value is None:
