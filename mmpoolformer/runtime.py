@@ -1,5 +1,10 @@
 """Config adjustments shared by tools/train.py and tools/test.py."""
+import glob
+import logging
 import os
+import os.path as osp
+import re
+from typing import Optional
 
 import torch
 from mmengine.config import Config
@@ -58,3 +63,39 @@ def set_launcher_env(cfg: Config, args) -> None:
         name = os.path.splitext(os.path.basename(args.config))[0]
         cfg.work_dir = os.path.join('work_dirs', name)
     adapt_to_device(cfg, args.launcher)
+
+
+def _checkpoint_number(path: str) -> int:
+    match = re.search(r'(\d+)\.pth$', path)
+    return int(match.group(1)) if match else -1
+
+
+def latest_good_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest checkpoint in ``work_dir`` that loads completely.
+
+    The file ``last_checkpoint`` names comes first, then ``epoch_*.pth`` /
+    ``iter_*.pth`` from the highest number down. A file cut short (a crash
+    or a full disk while saving) is reported and skipped.
+    """
+    candidates = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            candidates.append(f.read().strip())
+    numbered = glob.glob(osp.join(work_dir, 'epoch_*.pth')) + \
+        glob.glob(osp.join(work_dir, 'iter_*.pth'))
+    candidates += sorted(numbered, key=_checkpoint_number, reverse=True)
+    seen = set()
+    for path in candidates:
+        if path in seen or not osp.isfile(path):
+            continue
+        seen.add(path)
+        try:
+            torch.load(path, map_location='cpu')
+        except Exception as e:  # noqa: BLE001 - any unreadable file
+            print_log(f'Skipping unreadable checkpoint {path}: '
+                      f'{type(e).__name__}: {str(e)[:200]}', logger='current',
+                      level=logging.WARNING)
+            continue
+        return path
+    return None

@@ -7,12 +7,14 @@ import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 import mmpoolformer  # noqa: E402,F401  (registers models, safe loading)
-from mmpoolformer.runtime import set_launcher_env  # noqa: E402
+from mmpoolformer.runtime import (latest_good_checkpoint,  # noqa: E402
+                                  set_launcher_env)
 
 
 def parse_args(argv=None):
@@ -25,8 +27,8 @@ def parse_args(argv=None):
                         help='scale lr by total batch / base_batch_size')
     parser.add_argument(
         '--resume', nargs='?', const='auto', metavar='CHECKPOINT',
-        help='resume from CHECKPOINT, or from the latest one in work-dir '
-        'when given without a value')
+        help='resume from CHECKPOINT, or without a value from the newest '
+        'checkpoint in work-dir that loads (damaged ones are skipped)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config keys, e.g. a.b=1')
     parser.add_argument('--launcher', default='none',
@@ -55,9 +57,18 @@ def main(argv=None):
                              'auto_scale_lr.base_batch_size')
         cfg.auto_scale_lr.enable = True
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # mmengine's own auto-resume trusts last_checkpoint blindly; a file
+        # cut short by a crash would stop the run.
+        path = latest_good_checkpoint(cfg.work_dir)
+        print_log(f'Resuming from {path}' if path else
+                  f'No checkpoint in {cfg.work_dir}: starting afresh',
+                  logger='current')
+        cfg.resume, cfg.load_from = path is not None, path
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(h.get('type') == 'RNGStateHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RNGStateHook')]
 
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
         else Runner.from_cfg(cfg)
