@@ -51,7 +51,7 @@ def _image(rng, size):
     cell = size // 2
     for c in cells:
         shape = int(rng.integers(len(SHAPES)))
-        r = rng.uniform(0.22, 0.4) * cell
+        r = rng.uniform(0.28, 0.42) * cell
         cx = (c % 2) * cell + cell / 2 + rng.uniform(-0.08, 0.08) * cell
         cy = (c // 2) * cell + cell / 2 + rng.uniform(-0.08, 0.08) * cell
         poly = _polygon(SHAPES[shape], cx, cy, r)

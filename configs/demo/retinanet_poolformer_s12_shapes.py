@@ -26,7 +26,7 @@ test_pipeline = [
                                           'img_shape', 'scale_factor')),
 ]
 train_dataloader = dict(
-    batch_size=8, num_workers=0, persistent_workers=False,
+    batch_size=4, num_workers=0, persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=metainfo,
                  ann_file='annotations/instances_train2017.json',
                  data_prefix=dict(img='train2017/'), pipeline=train_pipeline))
@@ -40,11 +40,11 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 # From scratch needs a larger lr than fine-tuning ImageNet weights.
-max_epochs = 16
-optim_wrapper = dict(optimizer=dict(lr=2e-3), clip_grad=dict(max_norm=10))
+max_epochs = 14
+optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
-         end=60),
+         end=100),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs,
          eta_min=1e-5),
 ]

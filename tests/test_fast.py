@@ -1,0 +1,103 @@
+"""The fused path computes the paper's block: outputs and gradients equal the
+op-by-op path (fp32, to 1e-5 of each tensor's scale)."""
+import pytest
+import torch
+
+from mmpoolformer import PoolFormer
+from test_weights import randomise
+
+TOL = 1e-5
+
+
+def close(a, b, name=''):
+    err = (a - b).abs().max().item()
+    scale = max(1.0, b.abs().max().item())
+    assert err <= TOL * scale, f'{name}: {err:.2e} at scale {scale:.2e}'
+
+
+def pair(arch='s12', **kwargs):
+    plain = randomise(PoolFormer(arch, fused=False, **kwargs))
+    fused = PoolFormer(arch, **kwargs)
+    fused.load_state_dict(plain.state_dict())
+    return plain, fused
+
+
+def run(model, x, seed=1):
+    torch.manual_seed(seed)
+    x = x.clone().requires_grad_()
+    outs = model(x)
+    weights = torch.Generator().manual_seed(7)
+    loss = sum((o * torch.randn(o.shape, generator=weights)).sum()
+               for o in outs)
+    loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    return outs, x.grad, grads
+
+
+def compare(plain_run, fused_run):
+    (po, px, pg), (fo, fx, fg) = plain_run, fused_run
+    for a, b in zip(fo, po):
+        close(a, b, 'output')
+    close(fx, px, 'input grad')
+    for name, g in pg.items():
+        if '.blocks.' in name and name.endswith('.norm1.bias'):
+            # cancels in pool(y) - y: exactly 0 fused, rounding noise plain
+            assert torch.equal(fg[name], torch.zeros_like(g))
+            ref = pg[name.replace('bias', 'weight')].abs().max()
+            assert g.abs().max() <= 1e-3 * ref
+        else:
+            close(fg[name], g, name)
+
+
+X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
+
+
+def test_fused_is_default_and_channels_last():
+    model = PoolFormer('s12')
+    assert all(b.fused for s in model.stages for b in s.blocks)
+    outs = model(X)
+    assert all(o.is_contiguous(memory_format=torch.channels_last)
+               for o in outs)
+    assert not PoolFormer('s12', norm_cfg=dict(type='BN')).stages[0] \
+        .blocks[0].fused
+
+
+@pytest.mark.parametrize('memory_format',
+                         [torch.contiguous_format, torch.channels_last])
+def test_fused_equals_plain_eval_and_train(memory_format):
+    plain, fused = pair()
+    x = X.contiguous(memory_format=memory_format)
+    compare(run(plain.eval(), x), run(fused.eval(), x))
+    compare(run(plain.train(), x), run(fused.train(), x))
+
+
+def test_fused_equals_plain_with_drop_path():
+    plain, fused = pair(drop_path_rate=0.3)
+    plain.train()
+    fused.train()
+    for seed in (1, 2):
+        compare(run(plain, X, seed), run(fused, X, seed))
+
+
+def test_fused_equals_plain_with_cp():
+    plain, fused = pair(with_cp=True, drop_path_rate=0.2)
+    compare(run(plain.train(), X), run(fused.train(), X))
+
+
+def test_odd_sizes_and_deep_arch():
+    plain, fused = pair('m36', out_indices=(0, 3))
+    x = torch.randn(1, 3, 70, 45, generator=torch.Generator().manual_seed(0))
+    compare(run(plain.eval(), x), run(fused.eval(), x))
+
+
+def test_compile_has_no_graph_breaks_and_matches():
+    arch = dict(depths=[1, 1, 2, 1], dims=[16, 24, 32, 40])
+    torch._dynamo.reset()
+    # inductor draws random numbers its own way: no drop path here
+    eager = randomise(PoolFormer(arch)).train()
+    compiled = PoolFormer(arch,
+                          compile=dict(fullgraph=True))
+    compiled.load_state_dict(eager.state_dict())
+    compiled.train()
+    x = torch.randn(2, 3, 64, 96)
+    compare(run(eager, x), run(compiled, x))

@@ -1,0 +1,227 @@
+"""Benchmark PoolFormer backbones: ours against mmpretrain's and timm's.
+
+    python tools/benchmark.py [--arch s12 ...] [--cases det seg] [--runs 5]
+
+For each case (det: 2 x 3 x 800 x 1216, seg: 4 x 3 x 512 x 512) it measures,
+in one process and interleaved, the median forward and forward+backward time
+of every implementation, all holding the same weights (outputs are checked to
+agree before anything is timed), plus the "GEMM floor": the blocks' 1x1
+convolutions alone as matrix products, which no fp32 implementation can beat.
+Peak memory of one forward+backward is measured in a fresh subprocess per
+implementation (RSS high-water mark on CPU, allocator peak on CUDA). On CUDA,
+``--amp`` adds bf16 autocast rows. Prints a markdown table.
+"""
+import argparse
+import json
+import os.path as osp
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
+from mmpoolformer import PoolFormer  # noqa: E402
+from mmpoolformer.weights import convert  # noqa: E402
+
+CASES = dict(det=(2, 800, 1216), seg=(4, 512, 512))
+
+
+class TimmFeatures(nn.Module):
+    """timm's poolformer as a 4-output backbone with fresh output norms."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.norms = nn.ModuleList(
+            nn.GroupNorm(1, s.blocks[0].norm1.num_channels)
+            for s in model.stages)
+
+    def forward(self, x):
+        x, outs = self.model.stem(x), []
+        for stage, norm in zip(self.model.stages, self.norms):
+            x = stage(x)
+            outs.append(norm(x))
+        return outs
+
+
+class GemmFloor(nn.Module):
+    """Only the MLPs' matrix products of every block, channels-last."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.plan = []
+        for i, stage in enumerate(model.stages):
+            for block in stage.blocks:
+                w1 = block.mlp.fc1.weight.detach().flatten(1)
+                w2 = block.mlp.fc2.weight.detach().flatten(1)
+                self.weights.extend([nn.Parameter(w1.t().contiguous()),
+                                     nn.Parameter(w2.t().contiguous())])
+                self.plan.append(i)
+        self.dims = model.dims
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        outs, k = [], 0
+        for i in range(4):
+            s = 2**(i + 2)
+            t = torch.zeros(n * -(-h // s) * -(-w // s), self.dims[i],
+                            device=x.device, dtype=x.dtype,
+                            requires_grad=x.requires_grad)
+            for _ in [p for p in self.plan if p == i]:
+                t = (t @ self.weights[k]) @ self.weights[k + 1]
+                k += 2
+            outs.append(t)
+        return outs
+
+
+def build(arch):
+    """Every implementation with the same (randomised) weights."""
+    import timm
+    from mmpretrain.models.backbones import PoolFormer as MMPretrainPF
+    from timm.models.metaformer import checkpoint_filter_fn
+    ref = MMPretrainPF(arch, out_indices=[0, 2, 4, 6])
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            if 'layer_scale' in name or 'norm' in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + 0.5)
+        for i in (0, 2, 4, 6):  # fresh output norms, as timm's wrapper has
+            getattr(ref, f'norm{i}').reset_parameters()
+    ours = PoolFormer(arch)
+    state, _, _ = convert({f'backbone.{k}': v
+                           for k, v in ref.state_dict().items()})
+    ours.load_state_dict(state)
+    official = {k: v for k, v in ref.state_dict().items()
+                if not k.startswith('norm')}
+    dim = ours.dims[-1]
+    official.update({'norm.weight': torch.ones(dim),
+                     'norm.bias': torch.zeros(dim),
+                     'head.weight': torch.zeros(1000, dim),
+                     'head.bias': torch.zeros(1000)})
+    tmodel = timm.create_model(f'poolformer_{arch}')
+    tmodel.load_state_dict(checkpoint_filter_fn(official, tmodel))
+    impls = {'mmpoolformer': ours, 'mmpretrain': ref,
+             'timm': TimmFeatures(tmodel), 'GEMM floor': GemmFloor(ours)}
+    return impls
+
+
+def check_agreement(impls, device):
+    x = torch.randn(1, 3, 128, 160, device=device)
+    with torch.no_grad():
+        outs = {k: m(x) for k, m in impls.items() if k != 'GEMM floor'}
+    base = outs['mmpretrain']
+    for name, out in outs.items():
+        for a, b in zip(out, base):
+            err = (a - b).abs().max().item()
+            if err > 1e-4:
+                raise SystemExit(f'{name} disagrees with mmpretrain by {err}')
+
+
+def step(model, x, backward, amp):
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
+        outs = model(x)
+        if backward:
+            sum(o.float().mean() for o in outs).backward()
+    return outs
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+
+
+def time_all(impls, shape, device, runs, warmup, amp):
+    x = torch.randn(*shape, device=device)
+    times = {(k, b): [] for k in impls for b in (False, True)}
+    for backward in (False, True):
+        xin = x.requires_grad_(False)
+        for r in range(warmup + runs):
+            for name, model in impls.items():  # interleaved
+                model.zero_grad(set_to_none=True)
+                sync(device)
+                t0 = time.perf_counter()
+                with torch.set_grad_enabled(backward):
+                    step(model, xin, backward, amp)
+                sync(device)
+                if r >= warmup:
+                    times[(name, backward)].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def peak_memory_child(arch, impl, case, device, amp):
+    """Run in a subprocess: peak memory (MB) of one forward+backward."""
+    device = torch.device(device)
+    model = build(arch)[impl].to(device).train()
+    x = torch.randn(*CASES[case], device=device)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(model, x, True, amp)
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step(model, x, True, amp)
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+
+
+def peak_memory(arch, impl, case, device, amp):
+    out = subprocess.run(
+        [sys.executable, __file__, '--child', json.dumps(
+            [arch, impl, case, device, amp])],
+        capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--arch', nargs='+', default=['s12'])
+    parser.add_argument('--cases', nargs='+', default=list(CASES),
+                        choices=list(CASES))
+    parser.add_argument('--runs', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--device',
+                        default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--amp', action='store_true',
+                        help='also time bf16 autocast (CUDA)')
+    parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--child', help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(peak_memory_child(*json.loads(args.child)))
+        return
+    device = torch.device(args.device)
+    print(f'device: {args.device} ({platform.processor() or "cpu"}, '
+          f'{torch.get_num_threads()} threads), torch {torch.__version__}\n')
+    for arch in args.arch:
+        impls = {k: m.to(device).train() for k, m in build(arch).items()}
+        check_agreement(impls, device)
+        for amp in ([False, True] if args.amp else [False]):
+            for case in args.cases:
+                shape = CASES[case]
+                t = time_all(impls, shape, device, args.runs, args.warmup,
+                             amp)
+                refs = [k for k in impls if k in ('mmpretrain', 'timm')]
+                fastest = min(refs, key=lambda k: t[(k, True)])
+                print(f'### {arch} {case} {"x".join(map(str, shape))}'
+                      f'{" bf16 autocast" if amp else " fp32"}\n')
+                print('| implementation | forward ms | fwd+bwd ms | '
+                      f'fwd+bwd vs {fastest} | peak MB (fwd+bwd) |')
+                print('|---|---|---|---|---|')
+                for name in impls:
+                    mem = '-' if args.no_memory else \
+                        f'{peak_memory(arch, name, case, args.device, amp):.0f}'
+                    ratio = t[(fastest, True)] / t[(name, True)]
+                    print(f'| {name} | {1e3 * t[(name, False)]:.0f} | '
+                          f'{1e3 * t[(name, True)]:.0f} | {ratio:.2f}x | '
+                          f'{mem} |')
+                print()
+
+
+if __name__ == '__main__':
+    main()
