@@ -39,14 +39,14 @@ def _polygon(shape, cx, cy, r):
 
 
 def _image(rng, size):
-    """A textured background and 1-3 non-overlapping shapes on a grid."""
+    """A textured background and 2-4 non-overlapping shapes on a grid."""
     h = w = size
     base = rng.uniform(60, 200, 3)
     noise = rng.normal(0, 1, (h // 8 + 1, w // 8 + 1, 3))
     texture = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
     img = np.clip(base + 25 * texture + rng.normal(0, 6, (h, w, 3)), 0, 255)
     semantic = np.ones((h, w), np.uint8)
-    cells = rng.permutation(4)[:rng.integers(1, 4)]
+    cells = rng.permutation(4)[:rng.integers(2, 5)]
     objects = []
     cell = size // 2
     for c in cells:

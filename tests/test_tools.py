@@ -131,6 +131,9 @@ def test_seg_train_then_test(seg_run, tmp_path):
     metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
     assert 0.0 <= metrics['mIoU'] <= 100.0
     assert len(os.listdir(tmp_path / 'pred')) == 4
+    drawn = [f for _, _, files in os.walk(tmp_path / 'vis') for f in files
+             if f.endswith('.png')]
+    assert len(drawn) == 4
 
 
 def test_seg_inference_apis(seg_run, tiny_data, tmp_path):

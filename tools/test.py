@@ -42,6 +42,7 @@ def _request_outputs(cfg, args):
             hook.test_out_dir = osp.abspath(args.show_dir)
         else:
             cfg.visualizer.save_dir = osp.abspath(args.show_dir)
+            hook.interval = 1  # mmseg's default draws every 50th image
     if args.out:
         if scope == 'mmdet':
             if not args.out.endswith(('.pkl', '.pickle')):

@@ -40,7 +40,7 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 # From scratch needs a larger lr than fine-tuning ImageNet weights.
-max_epochs = 14
+max_epochs = 10
 optim_wrapper = dict(optimizer=dict(lr=1e-3), clip_grad=dict(max_norm=10))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
