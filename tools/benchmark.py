@@ -8,14 +8,14 @@ of every implementation, all holding the same weights (outputs are checked to
 agree before anything is timed), plus the "GEMM floor": the blocks' 1x1
 convolutions alone as matrix products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
-implementation (RSS high-water mark on CPU, allocator peak on CUDA). On CUDA,
+implementation (growth of the RSS high-water mark on CPU, allocator peak on
+CUDA). On CUDA,
 ``--amp`` adds bf16 autocast rows. Prints a markdown table.
 """
 import argparse
 import json
 import os.path as osp
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -29,7 +29,7 @@ sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
 from mmpoolformer import PoolFormer  # noqa: E402
 from mmpoolformer.weights import convert  # noqa: E402
 
-CASES = dict(det=(2, 800, 1216), seg=(4, 512, 512))
+CASES = dict(det=(2, 3, 800, 1216), seg=(4, 3, 512, 512))
 
 
 class TimmFeatures(nn.Module):
@@ -158,16 +158,29 @@ def time_all(impls, shape, device, runs, warmup, amp):
 def peak_memory_child(arch, impl, case, device, amp):
     """Run in a subprocess: peak memory (MB) of one forward+backward."""
     device = torch.device(device)
-    model = build(arch)[impl].to(device).train()
+    model = build(arch)[impl].to(device)
+    model.train()
     x = torch.randn(*CASES[case], device=device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         step(model, x, True, amp)
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # ru_maxrss survives exec (it would hold the parent's peak): use this
+    # process's own high-water mark, reset to the current RSS first.
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+    base = _status_kb('VmRSS')
     step(model, x, True, amp)
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    return (_status_kb('VmHWM') - base) / 1024
+
+
+def _status_kb(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1])
+    raise RuntimeError(f'{field} not in /proc/self/status')
 
 
 def peak_memory(arch, impl, case, device, amp):
@@ -199,7 +212,9 @@ def main(argv=None):
     print(f'device: {args.device} ({platform.processor() or "cpu"}, '
           f'{torch.get_num_threads()} threads), torch {torch.__version__}\n')
     for arch in args.arch:
-        impls = {k: m.to(device).train() for k, m in build(arch).items()}
+        impls = build(arch)
+        for m in impls.values():
+            m.to(device).train()  # mmpretrain's train() returns None
         check_agreement(impls, device)
         for amp in ([False, True] if args.amp else [False]):
             for case in args.cases:

@@ -130,24 +130,26 @@ class PoolFormerBlock(nn.Module):
         var, mean = torch.var_mean(x, dim=(1, 2, 3), correction=0,
                                    keepdim=True)
         rstd = torch.rsqrt(var + self.norm2.eps).view(n, 1, 1)
-        w1 = self.mlp.fc1.weight.flatten(1)
-        w1g = (w1 * self.norm2.weight).t().unsqueeze(0) * rstd
-        b1 = (self.mlp.fc1.bias + w1 @ self.norm2.bias).view(1, 1, -1)
         tokens = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
+        # normalised without affine in one pass; the affine goes into fc1
+        normed = torch.addcmul(-mean.view(n, 1, 1) * rstd, tokens, rstd)
+        w1 = self.mlp.fc1.weight.flatten(1)
+        w1g = (w1 * self.norm2.weight).t()
+        b1 = self.mlp.fc1.bias + w1 @ self.norm2.bias
         hidden = self.mlp.act(
-            torch.baddbmm(b1, tokens - mean.view(n, 1, 1), w1g))
+            torch.addmm(b1, normed.reshape(-1, c), w1g)).view(n, h * w, -1)
         w2 = (self.mlp.fc2.weight.flatten(1) *
-              self.layer_scale2.view(c, 1)).t().unsqueeze(0)
+              self.layer_scale2.view(c, 1)).t()
         # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
         # exact gradient, 0) so DDP sees every parameter used.
-        b2 = (self.mlp.fc2.bias * self.layer_scale2 +
-              0 * self.norm1.bias).view(1, 1, c)
+        b2 = self.mlp.fc2.bias * self.layer_scale2 + 0 * self.norm1.bias
         keep = self._keep_factor(x)
-        if keep is not None:
-            w2, b2 = w2 * keep.view(n, 1, 1), b2 * keep.view(n, 1, 1)
-        else:
-            w2 = w2.expand(n, -1, -1)
-        out = torch.baddbmm(tokens + b2, hidden, w2)
+        if keep is None:  # one GEMM over all N*HW rows
+            out = torch.addmm(tokens.reshape(-1, c) + b2,
+                              hidden.view(-1, hidden.shape[-1]), w2)
+        else:  # stochastic depth scales each sample's branch
+            keep = keep.view(n, 1, 1)
+            out = torch.baddbmm(tokens + b2 * keep, hidden, w2 * keep)
         return out.view(n, h, w, c).permute(0, 3, 1, 2)
 
 
