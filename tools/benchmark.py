@@ -107,7 +107,10 @@ def build(arch):
                      'head.bias': torch.zeros(1000)})
     tmodel = timm.create_model(f'poolformer_{arch}')
     tmodel.load_state_dict(checkpoint_filter_fn(official, tmodel))
-    impls = {'mmpoolformer': ours, 'mmpretrain': ref,
+    ours_cp = PoolFormer(arch, with_cp=True)
+    ours_cp.load_state_dict(state)
+    impls = {'mmpoolformer': ours, 'mmpoolformer with_cp': ours_cp,
+             'mmpretrain': ref,
              'timm': TimmFeatures(tmodel), 'GEMM floor': GemmFloor(ours)}
     return impls
 
