@@ -32,11 +32,13 @@ TASKS = dict(
     det=dict(config='configs/demo/retinanet_poolformer_s12_shapes.py',
              metric='coco/bbox_mAP_50', target=0.5, label='bbox AP50',
              extra=['coco/bbox_mAP'],
-             quick=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1']),
+             quick=['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+                    'default_hooks.logger.interval=1']),
     seg=dict(config='configs/demo/fpn_poolformer_s12_shapes.py',
              metric='mIoU', target=55.0, label='mIoU (%)', extra=['aAcc'],
              quick=['train_cfg.max_iters=3', 'train_cfg.val_interval=3',
-                    'default_hooks.checkpoint.interval=3']),
+                    'default_hooks.checkpoint.interval=3',
+                    'default_hooks.logger.interval=1']),
 )
 PROGRESS = ('Epoch(train)', 'Iter(train)', 'Epoch(val)', 'Iter(val)',
             'Epoch(test)', 'Iter(test)', 'Resuming', 'Error')
@@ -187,8 +189,14 @@ def main(argv=None):
         plot_curves(work, task, curves)
         prediction_grid(vis, preds)
         pictures += [preds, curves]
+        if not before:
+            # mmdet reports nothing when no box clears the score threshold:
+            # an AP of 0 by definition
+            print(f'[demo] {task}: the untrained model detects nothing '
+                  '(AP 0)')
         for key in [spec['metric']] + spec['extra']:
-            rows.append((task, key, before.get(key), after.get(key),
+            rows.append((task, key, before.get(key, 0.0 if not before
+                                               else None), after.get(key),
                          spec['target'] if key == spec['metric'] else None))
 
     print('\n[demo] held-out results (untrained -> trained):')
