@@ -27,7 +27,7 @@ rmdir "$empty"
 # No mmcv 2.1.0 wheel exists for torch 2.13: build it (with ops, for RoIAlign and
 # friends) against the torch just installed. pip caches the wheel afterwards.
 if ! "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
-    echo "[setup] compiling mmcv 2.1.0 (about 8 minutes on 2 cores, once)"
+    echo "[setup] installing mmcv 2.1.0 (compiled on first install, ~8 min on 2 cores; pip reuses the cached wheel after)"
     MMCV_WITH_OPS=1 "${pip[@]}" install --no-build-isolation 'mmcv==2.1.0'
 fi
 "${pip[@]}" install -r requirements.txt

@@ -110,11 +110,11 @@ class PoolFormerBlock(nn.Module):
 
         GroupNorm with one group is a per-sample affine map, so
         ``pool(GN(x)) - GN(x) = g / std * (pool(x) - x)``: the token mixer
-        and its residual become one ``lerp``. GN2's affine and 1/std fold
-        into fc1's weights and bias, and LayerScale into fc2's, so the MLP is
-        two batched GEMMs on the channels-last map, the second accumulating
-        onto the residual. Works on any memory format; channels-last input
-        avoids copies.
+        and its residual become one ``lerp``. GN2 becomes one normalising
+        pass with its affine folded into fc1, and LayerScale folds into fc2,
+        so the MLP is two GEMMs over the [N*HW, C] view of the channels-last
+        map, the second accumulating onto the residual. Works on any memory
+        format; channels-last input avoids copies.
         """
         n, c, h, w = x.shape
         eps = self.norm1.eps
