@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from mmpoolformer import PoolFormer
+from mmpoolformer.models import fused as fused_module
 from mmpoolformer.models import poolformer as pf_module
 from mmpoolformer.weights import CheckpointFormatError, load_pretrained
 
@@ -131,8 +132,9 @@ def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
     path = tmp_path / 'mmpretrain.pth'
     torch.save({f'backbone.{k}': v for k, v in ref.state_dict().items()},
                path)
-    monkeypatch.setattr(pf_module.Pooling, 'pool', lambda self, x: F.
-                        avg_pool2d(x, 3, 1, 1, count_include_pad=True))
+    monkeypatch.setattr(fused_module, 'avg_pool', lambda x, size: F.
+                        avg_pool2d(x, size, 1, size // 2,
+                                   count_include_pad=True))
     for fused in (True, False):
         ours = ours_from(str(path))
         for block in ours.modules():

@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..compat import patch_mmseg_inferencer
 from ..registry import register_everywhere
+from . import fused as fused_ops
 
 
 class Pooling(nn.Module):
@@ -27,9 +28,7 @@ class Pooling(nn.Module):
         self.pool_size = pool_size
 
     def pool(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(
-            x, self.pool_size, 1, self.pool_size // 2,
-            count_include_pad=False)
+        return fused_ops.avg_pool(x, self.pool_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(x) - x
@@ -83,7 +82,10 @@ class PoolFormerBlock(nn.Module):
             self.norm1.num_groups == 1 and self.norm1.affine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and not (self.training and self.mlp.drop.p > 0):
+        # Inductor fuses the plain block better than it would the fused
+        # one, and cannot trace the fused one's out= arguments.
+        if (self.fused and not (self.training and self.mlp.drop.p > 0)
+                and not torch.compiler.is_compiling()):
             return self.forward_fused(x)
         return self.forward_plain(x)
 
@@ -113,44 +115,25 @@ class PoolFormerBlock(nn.Module):
         and its residual become one ``lerp``. GN2 becomes one normalising
         pass with its affine folded into fc1, and LayerScale folds into fc2,
         so the MLP is two GEMMs over the [N*HW, C] view of the channels-last
-        map, the second accumulating onto the residual. Works on any memory
-        format; channels-last input avoids copies.
+        map, the second accumulating onto the residual. It runs as
+        :class:`~.fused.FusedBlock`, which also hand-writes the backward.
+        Works on any memory format; channels-last input avoids copies.
         """
-        n, c, h, w = x.shape
-        eps = self.norm1.eps
-        var, _ = torch.var_mean(x, dim=(1, 2, 3), correction=0, keepdim=True)
-        scale = (self.layer_scale1 * self.norm1.weight).view(1, c, 1, 1) * \
-            torch.rsqrt(var + eps)
-        keep = self._keep_factor(x)
-        if keep is not None:
-            scale = scale * keep
-        pooled = self.token_mixer.pool(x)
-        x = torch.lerp(x, pooled, scale)
-
-        var, mean = torch.var_mean(x, dim=(1, 2, 3), correction=0,
-                                   keepdim=True)
-        rstd = torch.rsqrt(var + self.norm2.eps).view(n, 1, 1)
-        tokens = x.permute(0, 2, 3, 1).reshape(n, h * w, c)
-        # normalised without affine in one pass; the affine goes into fc1
-        normed = torch.addcmul(-mean.view(n, 1, 1) * rstd, tokens, rstd)
+        n, c = x.shape[:2]
         w1 = self.mlp.fc1.weight.flatten(1)
-        w1g = (w1 * self.norm2.weight).t()
-        b1 = self.mlp.fc1.bias + w1 @ self.norm2.bias
-        hidden = self.mlp.act(
-            torch.addmm(b1, normed.reshape(-1, c), w1g)).view(n, h * w, -1)
-        w2 = (self.mlp.fc2.weight.flatten(1) *
-              self.layer_scale2.view(c, 1)).t()
+        w2 = self.mlp.fc2.weight.flatten(1) * self.layer_scale2.view(c, 1)
         # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
         # exact gradient, 0) so DDP sees every parameter used.
         b2 = self.mlp.fc2.bias * self.layer_scale2 + 0 * self.norm1.bias
-        keep = self._keep_factor(x)
-        if keep is None:  # one GEMM over all N*HW rows
-            out = torch.addmm(tokens.reshape(-1, c) + b2,
-                              hidden.view(-1, hidden.shape[-1]), w2)
-        else:  # stochastic depth scales each sample's branch
-            keep = keep.view(n, 1, 1)
-            out = torch.baddbmm(tokens + b2 * keep, hidden, w2 * keep)
-        return out.view(n, h, w, c).permute(0, 3, 1, 2)
+        keep1 = self._keep_factor(x)
+        keep2 = self._keep_factor(x)
+        return fused_ops.FusedBlock.apply(
+            x, self.layer_scale1 * self.norm1.weight,
+            (w1 * self.norm2.weight).t(), self.mlp.fc1.bias +
+            w1 @ self.norm2.bias, w2.t(), b2,
+            None if keep1 is None else keep1.view(n),
+            None if keep2 is None else keep2.view(n), self.norm1.eps,
+            self.norm2.eps, self.token_mixer.pool_size)
 
 
 class PoolFormerStage(nn.Module):
@@ -199,11 +182,12 @@ class PoolFormer(BaseModule):
         fused (bool): Run blocks through
             :meth:`PoolFormerBlock.forward_fused` on channels-last maps:
             the same function (fp32 differences ~1e-6), fewer passes over
-            memory. Only used with GroupNorm(1); False runs the op-by-op
-            block. Defaults to True.
+            memory, a hand-written backward. Only used with GroupNorm(1);
+            False runs the op-by-op block. Defaults to True.
         compile (bool | dict): Compile the backbone with ``torch.compile``
             (a dict is passed as its options, e.g. ``dict(dynamic=True)``).
-            The forward has no graph breaks. Defaults to False.
+            Compiled blocks run op by op, which inductor fuses; the forward
+            has no graph breaks. Defaults to False.
         drop_rate (float): Dropout in the MLPs. Defaults to 0.
         drop_path_rate (float): Stochastic depth of the last block; it rises
             linearly from 0 over all blocks. Defaults to 0.

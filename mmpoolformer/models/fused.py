@@ -1,0 +1,131 @@
+"""The PoolFormer block as one autograd function with a hand-written backward.
+
+With GroupNorm(1) folded into the neighbouring ops (see
+:meth:`PoolFormerBlock.forward_fused`), a block computes, per sample and on
+the ``[H*W, C]`` view of a channels-last map::
+
+    y   = x + s * (pool(x) - x),     s = a * rstd(x) [* keep1]
+    z   = (y - mean(y)) * rstd(y)
+    u   = z @ w1 + b1
+    out = y + [keep2 *] (gelu(u) @ w2 + b2)
+
+Autograd would run this as a dozen ops, each allocating a full-size result
+forward and several more backward. Here the forward writes ``y`` and then
+``out`` into one buffer, and the backward works in place on the buffers it
+allocates: on CPU, every fresh feature-map-sized allocation costs page
+faults on top of the pass itself. ``torch.var_mean`` is also several times
+slower than the layer-norm kernel, which gives the same statistics.
+
+The function takes the folded parameters (``a``, ``w1``, ``b1``, ``w2``,
+``b2``); autograd carries their gradients back to the module's parameters.
+It is used in eager mode only: ``torch.compile`` does not trace ``out=``
+arguments, and inductor fuses the op-by-op block by itself.
+"""
+import torch
+import torch.nn.functional as F
+
+_CL = torch.channels_last
+
+
+def avg_pool(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The token mixer's pooling: stride 1, same size, and border windows
+    average only the pixels inside the map."""
+    return F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last ``[N, C, H, W]`` map as its ``[N, H*W*C]`` view."""
+    return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
+
+
+class FusedBlock(torch.autograd.Function):
+    """``FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2, eps1, eps2,
+    pool_size)``.
+
+    Shapes: ``x`` [N, C, H, W] (any memory format; the result is
+    channels-last), ``a`` [C], ``w1`` [C, 4C], ``b1`` [4C], ``w2`` [4C, C],
+    ``b2`` [C], ``keep1``/``keep2`` [N] stochastic-depth factors or None.
+    """
+
+    @staticmethod
+    def forward(ctx, x, a, w1, b1, w2, b2, keep1, keep2, eps1, eps2,
+                pool_size):
+        n, c, h, w = x.shape
+        rows, size = n * h * w, c * h * w
+        x = x.contiguous(memory_format=_CL)
+        # NHWC by construction, so that ``flat`` is a view even when H*W
+        # or N is 1 (where channels-last strides are ambiguous)
+        out = x.new_empty(n, h, w, c).permute(0, 3, 1, 2)
+        flat = _flat(out)
+        # only the statistics are kept; out is overwritten below
+        _, mean1, rstd1 = torch.ops.aten.native_layer_norm.out(
+            _flat(x), [size], None, None, eps1, out0=flat,
+            out1=x.new_empty(n, 1), out2=x.new_empty(n, 1))
+        r1 = rstd1 if keep1 is None else rstd1 * keep1.view(n, 1)
+        s = (a * r1).view(n, c, 1, 1)
+        pooled = avg_pool(x, pool_size)
+        torch.lerp(x, pooled, s, out=out)
+        del pooled
+        z, _, rstd2 = torch.native_layer_norm(flat, [size], None, None, eps2)
+        u = torch.addmm(b1, z.view(rows, c), w1)
+        grad = any(ctx.needs_input_grad)
+        hidden = F.gelu(u) if grad else torch.ops.aten.gelu_(u)
+        if keep2 is None:
+            flat.view(rows, c).add_(b2).addmm_(hidden, w2)
+        else:
+            k2 = keep2.view(n, 1, 1)
+            flat.view(n, h * w, c).add_(b2 * k2).baddbmm_(
+                hidden.view(n, h * w, -1), w2 * k2)
+        if grad:
+            ctx.save_for_backward(x, z, u, hidden, mean1, rstd1, rstd2, a,
+                                  w1, w2, s, keep1, keep2)
+            ctx.pool_size = pool_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x, z, u, hidden, mean1, rstd1, rstd2, a, w1, w2, s, keep1,
+         keep2) = ctx.saved_tensors
+        n, c, h, w = x.shape
+        rows, size = n * h * w, c * h * w
+        k = ctx.pool_size
+        g = _flat(grad.contiguous(memory_format=_CL))
+
+        # MLP branch
+        gb = g if keep2 is None else g * keep2.view(n, 1)
+        gb = gb.view(rows, c)
+        dw2 = torch.mm(hidden.t(), gb)
+        db2 = gb.sum(0)
+        du = torch.mm(gb, w2.t())
+        torch.ops.aten.gelu_backward.grad_input(du, u, grad_input=du)
+        z2 = z.view(rows, c)
+        dw1 = torch.mm(z2.t(), du)
+        db1 = du.sum(0)
+        dz = torch.mm(du, w1.t()).view(n, size)
+        del du
+        # norm2 (no affine), in place on dz:
+        # dy = g + rstd * (dz - mean(dz) - z * mean(dz * z))
+        z = z.view(n, size)
+        mean_dz = dz.mean(1, keepdim=True)
+        mean_dzz = torch.linalg.vecdot(dz, z).view(n, 1) / size
+        dy = torch.addcmul(g, dz, rstd2, out=dz)
+        dy.addcmul_(z, -rstd2 * mean_dzz).sub_(rstd2 * mean_dz)
+        dy = dy.view(n, h, w, c).permute(0, 3, 1, 2)
+
+        # token mixer: y = x + s * (pool(x) - x)
+        tmp = avg_pool(x, k)
+        tmp.sub_(x).mul_(dy)
+        ds = _flat(tmp).view(n, h * w, c).sum(1)  # d loss / d s, [N, C]
+        r1 = rstd1.view(n) if keep1 is None else rstd1.view(n) * keep1
+        da = (ds * r1.view(n, 1)).sum(0)
+        drstd = (ds * a).sum(1)
+        if keep1 is not None:
+            drstd = drstd * keep1
+        dx = torch.ops.aten.avg_pool2d_backward(
+            torch.mul(dy, s, out=tmp), x, [k, k], [1, 1], [k // 2, k // 2],
+            False, False, None)
+        dx.addcmul_(dy, 1 - s)
+        # through rstd(x): d rstd / dx = -rstd^3 * (x - mean) / size
+        coef = (-drstd * rstd1.view(n)**3 / size).view(n, 1, 1, 1)
+        dx.addcmul_(x, coef).sub_(coef * mean1.view(n, 1, 1, 1))
+        return (dx, da, dw1, db1, dw2, db2, None, None, None, None, None)
