@@ -148,3 +148,13 @@ def test_compile_has_no_graph_breaks_and_matches():
     x = torch.randn(2, 3, 64, 96)
     # compiled blocks run op by op: the reference side of compare
     compare(run(compiled, x), run(eager, x))
+
+
+def test_second_backward_is_refused_not_wrong():
+    """The backward reuses the saved activations' buffers, so a second
+    backward through the same graph must fail loudly."""
+    model = PoolFormer(dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8])).train()
+    loss = sum(o.sum() for o in model(X[:1, :, :32, :32]))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='modified by an inplace'):
+        loss.backward()

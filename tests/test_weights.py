@@ -132,9 +132,9 @@ def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
     path = tmp_path / 'mmpretrain.pth'
     torch.save({f'backbone.{k}': v for k, v in ref.state_dict().items()},
                path)
-    monkeypatch.setattr(fused_module, 'avg_pool', lambda x, size: F.
-                        avg_pool2d(x, size, 1, size // 2,
-                                   count_include_pad=True))
+    monkeypatch.setattr(fused_module, 'avg_pool', lambda x, size, out=None:
+                        F.avg_pool2d(x, size, 1, size // 2,
+                                     count_include_pad=True))
     for fused in (True, False):
         ours = ours_from(str(path))
         for block in ours.modules():

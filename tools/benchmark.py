@@ -9,8 +9,13 @@ agree before anything is timed), plus the "GEMM floor": the blocks' 1x1
 convolutions alone as matrix products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
 implementation (growth of the RSS high-water mark on CPU, allocator peak on
-CUDA). On CUDA,
+CUDA). ``--compile`` adds ours and timm's under ``torch.compile``. On CUDA,
 ``--amp`` adds bf16 autocast rows. Prints a markdown table.
+
+On CPU the timings depend on the allocator: glibc returns large blocks to
+the system on free, so every iteration page-faults its activations in again.
+``GLIBC_TUNABLES=glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=
+68719476736`` (one word) keeps them, for every implementation alike.
 """
 import argparse
 import json
@@ -81,8 +86,9 @@ class GemmFloor(nn.Module):
         return outs
 
 
-def build(arch):
-    """Every implementation with the same (randomised) weights."""
+def build(arch, compile=False):
+    """Every implementation with the same (randomised) weights; with
+    ``compile``, ours and timm's also under ``torch.compile``."""
     import timm
     from mmpretrain.models.backbones import PoolFormer as MMPretrainPF
     from timm.models.metaformer import checkpoint_filter_fn
@@ -112,13 +118,21 @@ def build(arch):
     impls = {'mmpoolformer': ours, 'mmpoolformer with_cp': ours_cp,
              'mmpretrain': ref,
              'timm': TimmFeatures(tmodel), 'GEMM floor': GemmFloor(ours)}
+    if compile:
+        compiled = PoolFormer(arch, compile=True)
+        compiled.load_state_dict(state)
+        impls['mmpoolformer compile=True'] = compiled
+        impls['timm torch.compile'] = torch.compile(impls['timm'])
     return impls
 
 
 def check_agreement(impls, device):
     x = torch.randn(1, 3, 128, 160, device=device)
     with torch.no_grad():
-        outs = {k: m(x) for k, m in impls.items() if k != 'GEMM floor'}
+        # compiled ones would compile twice (and dynamically) for a second
+        # shape; tests/test_fast.py checks them
+        outs = {k: m(x) for k, m in impls.items()
+                if k != 'GEMM floor' and 'compile' not in k}
     base = outs['mmpretrain']
     for name, out in outs.items():
         for a, b in zip(out, base):
@@ -161,9 +175,12 @@ def time_all(impls, shape, device, runs, warmup, amp):
 def peak_memory_child(arch, impl, case, device, amp):
     """Run in a subprocess: peak memory (MB) of one forward+backward."""
     device = torch.device(device)
-    model = build(arch)[impl].to(device)
+    model = build(arch, 'compile' in impl)[impl].to(device)
     model.train()
     x = torch.randn(*CASES[case], device=device)
+    if 'compile' in impl:  # measure a run, not the compilation
+        step(model, x, True, amp)
+        model.zero_grad(set_to_none=True)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
@@ -205,6 +222,9 @@ def main(argv=None):
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true',
                         help='also time bf16 autocast (CUDA)')
+    parser.add_argument('--compile', action='store_true',
+                        help='also time ours and timm under torch.compile '
+                        '(the first, untimed run compiles: minutes on CPU)')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -215,7 +235,7 @@ def main(argv=None):
     print(f'device: {args.device} ({platform.processor() or "cpu"}, '
           f'{torch.get_num_threads()} threads), torch {torch.__version__}\n')
     for arch in args.arch:
-        impls = build(arch)
+        impls = build(arch, args.compile)
         for m in impls.values():
             m.to(device).train()  # mmpretrain's train() returns None
         check_agreement(impls, device)
@@ -224,7 +244,8 @@ def main(argv=None):
                 shape = CASES[case]
                 t = time_all(impls, shape, device, args.runs, args.warmup,
                              amp)
-                refs = [k for k in impls if k in ('mmpretrain', 'timm')]
+                # the eager references; compiled timm is a row of its own
+                refs = ['mmpretrain', 'timm']
                 fastest = min(refs, key=lambda k: t[(k, True)])
                 print(f'### {arch} {case} {"x".join(map(str, shape))}'
                       f'{" bf16 autocast" if amp else " fp32"}\n')

@@ -27,10 +27,22 @@ import torch.nn.functional as F
 _CL = torch.channels_last
 
 
-def avg_pool(x: torch.Tensor, size: int) -> torch.Tensor:
+def avg_pool(x: torch.Tensor, size: int, out: torch.Tensor = None):
     """The token mixer's pooling: stride 1, same size, and border windows
-    average only the pixels inside the map."""
-    return F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
+    average only the pixels inside the map. Writes into ``out`` if given."""
+    if out is None:
+        return F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
+    return torch.ops.aten.avg_pool2d.out(
+        x, [size, size], [1, 1], [size // 2, size // 2], False, False, None,
+        out=out)
+
+
+def _nhwc(storage: torch.Tensor, n: int, c: int, h: int, w: int):
+    """An [N, C, H, W] channels-last view of ``storage``'s first N*C*H*W
+    elements. NHWC by construction, so that its flat view is a view even
+    where channels-last strides are ambiguous (H*W or N of 1)."""
+    return storage.view(-1)[:n * c * h * w].view(n, h, w, c).permute(
+        0, 3, 1, 2)
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
@@ -45,6 +57,11 @@ class FusedBlock(torch.autograd.Function):
     Shapes: ``x`` [N, C, H, W] (any memory format; the result is
     channels-last), ``a`` [C], ``w1`` [C, 4C], ``b1`` [4C], ``w2`` [4C, C],
     ``b2`` [C], ``keep1``/``keep2`` [N] stochastic-depth factors or None.
+
+    The backward overwrites the saved hidden activations with their
+    gradients, so a second backward through the same graph
+    (``retain_graph=True``) stops with autograd's in-place error instead of
+    returning wrong gradients.
     """
 
     @staticmethod
@@ -53,9 +70,7 @@ class FusedBlock(torch.autograd.Function):
         n, c, h, w = x.shape
         rows, size = n * h * w, c * h * w
         x = x.contiguous(memory_format=_CL)
-        # NHWC by construction, so that ``flat`` is a view even when H*W
-        # or N is 1 (where channels-last strides are ambiguous)
-        out = x.new_empty(n, h, w, c).permute(0, 3, 1, 2)
+        out = _nhwc(x.new_empty(size * n), n, c, h, w)
         flat = _flat(out)
         # only the statistics are kept; out is overwritten below
         _, mean1, rstd1 = torch.ops.aten.native_layer_norm.out(
@@ -63,9 +78,7 @@ class FusedBlock(torch.autograd.Function):
             out1=x.new_empty(n, 1), out2=x.new_empty(n, 1))
         r1 = rstd1 if keep1 is None else rstd1 * keep1.view(n, 1)
         s = (a * r1).view(n, c, 1, 1)
-        pooled = avg_pool(x, pool_size)
-        torch.lerp(x, pooled, s, out=out)
-        del pooled
+        torch.lerp(x, avg_pool(x, pool_size, out=out), s, out=out)
         z, _, rstd2 = torch.native_layer_norm(flat, [size], None, None, eps2)
         u = torch.addmm(b1, z.view(rows, c), w1)
         grad = any(ctx.needs_input_grad)
@@ -91,18 +104,21 @@ class FusedBlock(torch.autograd.Function):
         k = ctx.pool_size
         g = _flat(grad.contiguous(memory_format=_CL))
 
-        # MLP branch
+        # MLP branch. Every feature-map-sized result below goes into the
+        # buffers of hidden and u once they are spent: on CPU a fresh large
+        # allocation costs page faults on top of the pass that fills it.
         gb = g if keep2 is None else g * keep2.view(n, 1)
         gb = gb.view(rows, c)
         dw2 = torch.mm(hidden.t(), gb)
         db2 = gb.sum(0)
-        du = torch.mm(gb, w2.t())
+        du = torch.mm(gb, w2.t(), out=hidden)
         torch.ops.aten.gelu_backward.grad_input(du, u, grad_input=du)
         z2 = z.view(rows, c)
         dw1 = torch.mm(z2.t(), du)
         db1 = du.sum(0)
-        dz = torch.mm(du, w1.t()).view(n, size)
-        del du
+        spare = u.view(-1)  # 4 maps of N*C*H*W
+        dz = torch.mm(du, w1.t(), out=spare[:rows * c].view(rows, c))
+        dz = dz.view(n, size)
         # norm2 (no affine), in place on dz:
         # dy = g + rstd * (dz - mean(dz) - z * mean(dz * z))
         z = z.view(n, size)
@@ -113,7 +129,7 @@ class FusedBlock(torch.autograd.Function):
         dy = dy.view(n, h, w, c).permute(0, 3, 1, 2)
 
         # token mixer: y = x + s * (pool(x) - x)
-        tmp = avg_pool(x, k)
+        tmp = avg_pool(x, k, out=_nhwc(spare[rows * c:], n, c, h, w))
         tmp.sub_(x).mul_(dy)
         ds = _flat(tmp).view(n, h * w, c).sum(1)  # d loss / d s, [N, C]
         r1 = rstd1.view(n) if keep1 is None else rstd1.view(n) * keep1
@@ -121,9 +137,10 @@ class FusedBlock(torch.autograd.Function):
         drstd = (ds * a).sum(1)
         if keep1 is not None:
             drstd = drstd * keep1
-        dx = torch.ops.aten.avg_pool2d_backward(
+        dx = torch.ops.aten.avg_pool2d_backward.grad_input(
             torch.mul(dy, s, out=tmp), x, [k, k], [1, 1], [k // 2, k // 2],
-            False, False, None)
+            False, False, None,
+            grad_input=_nhwc(spare[2 * rows * c:], n, c, h, w))
         dx.addcmul_(dy, 1 - s)
         # through rstd(x): d rstd / dx = -rstd^3 * (x - mean) / size
         coef = (-drstd * rstd1.view(n)**3 / size).view(n, 1, 1, 1)
