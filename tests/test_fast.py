@@ -115,6 +115,26 @@ def test_one_pixel_stages_and_batch_sizes(shape):
     compare(exact(plain.train(), x), run(fused.train(), x))
 
 
+def test_narrow_mlp():
+    # hidden width below 3C: the backward cannot reuse u's buffer
+    plain, fused = pair(dict(depths=[1, 1, 2, 1], dims=[16, 24, 32, 40]),
+                        mlp_ratio=1.5)
+    compare(exact(plain.train(), X), run(fused.train(), X))
+
+
+def test_autocast_runs_the_plain_block():
+    """AMP: the fused block would mix bf16 activations with fp32 buffers."""
+    plain, fused = pair()
+    ref = exact(plain.train(), X)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs, _, grads = run(fused.train(), X)
+    for a, b in zip(outs, ref[0]):
+        err = (a.float() - b).abs().max().item()
+        assert err <= 0.05 * b.abs().max().item()
+    for name, g in grads.items():
+        assert torch.isfinite(g).all(), name
+
+
 def test_inference_without_grad():
     plain, fused = pair(drop_path_rate=0.1)
     plain.eval()

@@ -11,9 +11,9 @@ the ``[H*W, C]`` view of a channels-last map::
 
 Autograd would run this as a dozen ops, each allocating a full-size result
 forward and several more backward. Here the forward writes ``y`` and then
-``out`` into one buffer, and the backward works in place on the buffers it
-allocates: on CPU, every fresh feature-map-sized allocation costs page
-faults on top of the pass itself. ``torch.var_mean`` is also several times
+``out`` into one buffer, and the backward writes its map-sized results into
+the buffers of the spent activations ``u`` and ``gelu(u)``: on CPU, every
+fresh map-sized allocation costs page faults on top of the pass itself. ``torch.var_mean`` is also several times
 slower than the layer-norm kernel, which gives the same statistics.
 
 The function takes the folded parameters (``a``, ``w1``, ``b1``, ``w2``,
@@ -55,8 +55,9 @@ class FusedBlock(torch.autograd.Function):
     pool_size)``.
 
     Shapes: ``x`` [N, C, H, W] (any memory format; the result is
-    channels-last), ``a`` [C], ``w1`` [C, 4C], ``b1`` [4C], ``w2`` [4C, C],
-    ``b2`` [C], ``keep1``/``keep2`` [N] stochastic-depth factors or None.
+    channels-last), ``a`` [C], ``w1`` [C, D], ``b1`` [D], ``w2`` [D, C]
+    (D: the MLP's hidden width), ``b2`` [C], ``keep1``/``keep2`` [N]
+    stochastic-depth factors or None.
 
     The backward overwrites the saved hidden activations with their
     gradients, so a second backward through the same graph
@@ -116,7 +117,9 @@ class FusedBlock(torch.autograd.Function):
         z2 = z.view(rows, c)
         dw1 = torch.mm(z2.t(), du)
         db1 = du.sum(0)
-        spare = u.view(-1)  # 4 maps of N*C*H*W
+        # three maps of N*C*H*W: dz, the pool terms, dx
+        spare = u.view(-1) if u.numel() >= 3 * rows * c else \
+            u.new_empty(3 * rows * c)
         dz = torch.mm(du, w1.t(), out=spare[:rows * c].view(rows, c))
         dz = dz.view(n, size)
         # norm2 (no affine), in place on dz:

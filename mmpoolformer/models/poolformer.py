@@ -83,9 +83,12 @@ class PoolFormerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Inductor fuses the plain block better than it would the fused
-        # one, and cannot trace the fused one's out= arguments.
+        # one, and cannot trace the fused one's out= arguments. Under
+        # autocast (AMP) the plain block gets autocast's per-op dtypes; the
+        # fused one computes in its input's dtype.
         if (self.fused and not (self.training and self.mlp.drop.p > 0)
-                and not torch.compiler.is_compiling()):
+                and not torch.compiler.is_compiling()
+                and not torch.is_autocast_enabled(x.device.type)):
             return self.forward_fused(x)
         return self.forward_plain(x)
 
