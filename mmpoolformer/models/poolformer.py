@@ -123,20 +123,20 @@ class PoolFormerBlock(nn.Module):
         Works on any memory format; channels-last input avoids copies.
         """
         n, c = x.shape[:2]
+        a = self.layer_scale1 * self.norm1.weight
         w1 = self.mlp.fc1.weight.flatten(1)
-        w2 = self.mlp.fc2.weight.flatten(1) * self.layer_scale2.view(c, 1)
+        b1 = self.mlp.fc1.bias + w1 @ self.norm2.bias
+        w1 = (w1 * self.norm2.weight).t()
+        w2 = (self.mlp.fc2.weight.flatten(1) *
+              self.layer_scale2.view(c, 1)).t()
         # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
         # exact gradient, 0) so DDP sees every parameter used.
         b2 = self.mlp.fc2.bias * self.layer_scale2 + 0 * self.norm1.bias
-        keep1 = self._keep_factor(x)
-        keep2 = self._keep_factor(x)
-        return fused_ops.FusedBlock.apply(
-            x, self.layer_scale1 * self.norm1.weight,
-            (w1 * self.norm2.weight).t(), self.mlp.fc1.bias +
-            w1 @ self.norm2.bias, w2.t(), b2,
-            None if keep1 is None else keep1.view(n),
-            None if keep2 is None else keep2.view(n), self.norm1.eps,
-            self.norm2.eps, self.token_mixer.pool_size)
+        keep1, keep2 = (k if k is None else k.view(n)
+                        for k in (self._keep_factor(x), self._keep_factor(x)))
+        return fused_ops.FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2,
+                                          self.norm1.eps, self.norm2.eps,
+                                          self.token_mixer.pool_size)
 
 
 class PoolFormerStage(nn.Module):
