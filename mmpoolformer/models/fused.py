@@ -11,9 +11,11 @@ the ``[H*W, C]`` view of a channels-last map::
 
 Autograd would run this as a dozen ops, each allocating a full-size result
 forward and several more backward. Here the forward writes ``y`` and then
-``out`` into one buffer, and the backward writes its map-sized results into
-the buffers of the spent activations ``u`` and ``gelu(u)``: on CPU, every
-fresh map-sized allocation costs page faults on top of the pass itself. ``torch.var_mean`` is also several times
+``out`` into one buffer, and ``gelu(u)`` exists only a chunk of rows at a
+time, in forward and backward (where it is recomputed): a block keeps ``x``,
+``z`` and ``u`` for the backward. The backward writes ``du`` over ``u``
+and then its other map-sized results into that buffer: on CPU, every fresh
+map-sized allocation costs page faults on top of the pass itself. ``torch.var_mean`` is also several times
 slower than the layer-norm kernel, which gives the same statistics.
 
 The function takes the folded parameters (``a``, ``w1``, ``b1``, ``w2``,
@@ -45,6 +47,16 @@ def _nhwc(storage: torch.Tensor, n: int, c: int, h: int, w: int):
         0, 3, 1, 2)
 
 
+def _chunks(n: int, per_sample: int, width: int, elements: int = 1 << 18):
+    """Row ranges ``(sample, start, stop)`` of about ``elements`` values of
+    a ``[n * per_sample, width]`` matrix, none crossing samples."""
+    step = max(1, elements // width)
+    for i in range(n):
+        end = (i + 1) * per_sample
+        for start in range(i * per_sample, end, step):
+            yield i, start, min(start + step, end)
+
+
 def _flat(t: torch.Tensor) -> torch.Tensor:
     """A channels-last ``[N, C, H, W]`` map as its ``[N, H*W*C]`` view."""
     return t.permute(0, 2, 3, 1).reshape(t.shape[0], -1)
@@ -59,7 +71,7 @@ class FusedBlock(torch.autograd.Function):
     (D: the MLP's hidden width), ``b2`` [C], ``keep1``/``keep2`` [N]
     stochastic-depth factors or None.
 
-    The backward overwrites the saved hidden activations with their
+    The backward overwrites the saved pre-activations ``u`` with their
     gradients, so a second backward through the same graph
     (``retain_graph=True``) stops with autograd's in-place error instead of
     returning wrong gradients.
@@ -83,45 +95,55 @@ class FusedBlock(torch.autograd.Function):
         z, _, rstd2 = torch.native_layer_norm(flat, [size], None, None, eps2)
         u = torch.addmm(b1, z.view(rows, c), w1)
         grad = any(ctx.needs_input_grad)
-        hidden = F.gelu(u) if grad else torch.ops.aten.gelu_(u)
+        o2 = flat.view(rows, c)
         if keep2 is None:
-            flat.view(rows, c).add_(b2).addmm_(hidden, w2)
+            o2.add_(b2)
         else:
-            k2 = keep2.view(n, 1, 1)
-            flat.view(n, h * w, c).add_(b2 * k2).baddbmm_(
-                hidden.view(n, h * w, -1), w2 * k2)
+            o2.view(n, h * w, c).add_(b2 * keep2.view(n, 1, 1))
+        if not grad:
+            hidden = torch.ops.aten.gelu_(u)
+        for i, r0, r1 in _chunks(n, h * w, u.shape[1]):
+            # with autograd, gelu(u) exists only a chunk at a time (the
+            # backward recomputes it); u is what the backward keeps
+            hc = F.gelu(u[r0:r1]) if grad else hidden[r0:r1]
+            o2[r0:r1].addmm_(hc, w2 if keep2 is None else w2 * keep2[i])
         if grad:
-            ctx.save_for_backward(x, z, u, hidden, mean1, rstd1, rstd2, a,
-                                  w1, w2, s, keep1, keep2)
+            ctx.save_for_backward(x, z, u, mean1, rstd1, rstd2, a, w1, w2, s,
+                                  keep1, keep2)
             ctx.pool_size = pool_size
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        (x, z, u, hidden, mean1, rstd1, rstd2, a, w1, w2, s, keep1,
+        (x, z, u, mean1, rstd1, rstd2, a, w1, w2, s, keep1,
          keep2) = ctx.saved_tensors
         n, c, h, w = x.shape
         rows, size = n * h * w, c * h * w
         k = ctx.pool_size
         g = _flat(grad.contiguous(memory_format=_CL))
 
-        # MLP branch. Every feature-map-sized result below goes into the
-        # buffers of hidden and u once they are spent: on CPU a fresh large
-        # allocation costs page faults on top of the pass that fills it.
+        # MLP branch, a chunk of rows at a time: gelu(u) is recomputed, and
+        # du overwrites u. Later map-sized results go into u's buffer too:
+        # on CPU a fresh large allocation costs page faults on top of the
+        # pass that fills it.
         gb = g if keep2 is None else g * keep2.view(n, 1)
         gb = gb.view(rows, c)
-        dw2 = torch.mm(hidden.t(), gb)
+        dw2 = w2.new_zeros(w2.shape)
         db2 = gb.sum(0)
-        du = torch.mm(gb, w2.t(), out=hidden)
-        torch.ops.aten.gelu_backward.grad_input(du, u, grad_input=du)
+        for _, r0, r1 in _chunks(n, h * w, u.shape[1]):
+            uc, gc = u[r0:r1], gb[r0:r1]
+            hc = F.gelu(uc)
+            dw2.addmm_(hc.t(), gc)
+            dh = torch.mm(gc, w2.t(), out=hc)
+            torch.ops.aten.gelu_backward.grad_input(dh, uc, grad_input=uc)
+        du = u
         z2 = z.view(rows, c)
         dw1 = torch.mm(z2.t(), du)
         db1 = du.sum(0)
-        # three maps of N*C*H*W: dz, the pool terms, dx
-        spare = u.view(-1) if u.numel() >= 3 * rows * c else \
-            u.new_empty(3 * rows * c)
-        dz = torch.mm(du, w1.t(), out=spare[:rows * c].view(rows, c))
-        dz = dz.view(n, size)
+        dz = torch.mm(du, w1.t()).view(n, size)
+        # two maps of N*C*H*W: the pool terms, dx
+        spare = u.view(-1) if u.numel() >= 2 * rows * c else \
+            u.new_empty(2 * rows * c)
         # norm2 (no affine), in place on dz:
         # dy = g + rstd * (dz - mean(dz) - z * mean(dz * z))
         z = z.view(n, size)
@@ -132,7 +154,7 @@ class FusedBlock(torch.autograd.Function):
         dy = dy.view(n, h, w, c).permute(0, 3, 1, 2)
 
         # token mixer: y = x + s * (pool(x) - x)
-        tmp = avg_pool(x, k, out=_nhwc(spare[rows * c:], n, c, h, w))
+        tmp = avg_pool(x, k, out=_nhwc(spare, n, c, h, w))
         tmp.sub_(x).mul_(dy)
         ds = _flat(tmp).view(n, h * w, c).sum(1)  # d loss / d s, [N, C]
         r1 = rstd1.view(n) if keep1 is None else rstd1.view(n) * keep1
@@ -143,7 +165,7 @@ class FusedBlock(torch.autograd.Function):
         dx = torch.ops.aten.avg_pool2d_backward.grad_input(
             torch.mul(dy, s, out=tmp), x, [k, k], [1, 1], [k // 2, k // 2],
             False, False, None,
-            grad_input=_nhwc(spare[2 * rows * c:], n, c, h, w))
+            grad_input=_nhwc(spare[rows * c:], n, c, h, w))
         dx.addcmul_(dy, 1 - s)
         # through rstd(x): d rstd / dx = -rstd^3 * (x - mean) / size
         coef = (-drstd * rstd1.view(n)**3 / size).view(n, 1, 1, 1)
