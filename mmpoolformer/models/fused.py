@@ -100,13 +100,12 @@ class FusedBlock(torch.autograd.Function):
             o2.add_(b2)
         else:
             o2.view(n, h * w, c).add_(b2 * keep2.view(n, 1, 1))
-        if not grad:
-            hidden = torch.ops.aten.gelu_(u)
-        for i, r0, r1 in _chunks(n, h * w, u.shape[1]):
-            # with autograd, gelu(u) exists only a chunk at a time (the
-            # backward recomputes it); u is what the backward keeps
-            hc = F.gelu(u[r0:r1]) if grad else hidden[r0:r1]
-            o2[r0:r1].addmm_(hc, w2 if keep2 is None else w2 * keep2[i])
+        w2s = [w2] * n if keep2 is None else [w2 * keep for keep in keep2]
+        gelu = F.gelu if grad else torch.ops.aten.gelu_
+        for i, start, stop in _chunks(n, h * w, u.shape[1]):
+            # gelu(u) exists only a chunk at a time (with autograd, the
+            # backward recomputes it from u, which it keeps)
+            o2[start:stop].addmm_(gelu(u[start:stop]), w2s[i])
         if grad:
             ctx.save_for_backward(x, z, u, mean1, rstd1, rstd2, a, w1, w2, s,
                                   keep1, keep2)
@@ -130,8 +129,8 @@ class FusedBlock(torch.autograd.Function):
         gb = gb.view(rows, c)
         dw2 = w2.new_zeros(w2.shape)
         db2 = gb.sum(0)
-        for _, r0, r1 in _chunks(n, h * w, u.shape[1]):
-            uc, gc = u[r0:r1], gb[r0:r1]
+        for _, start, stop in _chunks(n, h * w, u.shape[1]):
+            uc, gc = u[start:stop], gb[start:stop]
             hc = F.gelu(uc)
             dw2.addmm_(hc.t(), gc)
             dh = torch.mm(gc, w2.t(), out=hc)
@@ -141,9 +140,6 @@ class FusedBlock(torch.autograd.Function):
         dw1 = torch.mm(z2.t(), du)
         db1 = du.sum(0)
         dz = torch.mm(du, w1.t()).view(n, size)
-        # two maps of N*C*H*W: the pool terms, dx
-        spare = u.view(-1) if u.numel() >= 2 * rows * c else \
-            u.new_empty(2 * rows * c)
         # norm2 (no affine), in place on dz:
         # dy = g + rstd * (dz - mean(dz) - z * mean(dz * z))
         z = z.view(n, size)
@@ -153,7 +149,10 @@ class FusedBlock(torch.autograd.Function):
         dy.addcmul_(z, -rstd2 * mean_dzz).sub_(rstd2 * mean_dz)
         dy = dy.view(n, h, w, c).permute(0, 3, 1, 2)
 
-        # token mixer: y = x + s * (pool(x) - x)
+        # token mixer: y = x + s * (pool(x) - x). u's buffer, spent, holds
+        # two maps of N*C*H*W: the pool terms and dx.
+        spare = u.view(-1) if u.numel() >= 2 * rows * c else \
+            u.new_empty(2 * rows * c)
         tmp = avg_pool(x, k, out=_nhwc(spare, n, c, h, w))
         tmp.sub_(x).mul_(dy)
         ds = _flat(tmp).view(n, h * w, c).sum(1)  # d loss / d s, [N, C]
