@@ -1,13 +1,20 @@
+import re
+
 from setuptools import find_packages, setup
+
+with open('mmpoolformer/version.py') as f:
+    version = re.search(r"__version__ = '([^']+)'", f.read()).group(1)
 
 setup(
     name='mmpoolformer',
-    version='0.1.0',
+    version=version,
     description='PoolFormer backbone for mmdet 3, mmseg 1 and mmpretrain 1',
     packages=find_packages(include=['mmpoolformer', 'mmpoolformer.*']),
     python_requires='>=3.8',
     install_requires=[
-        'torch>=2.0',
+        # add_safe_globals with (function, name) pairs and
+        # is_autocast_enabled(device_type) need torch 2.5; tested with 2.13
+        'torch>=2.5',
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0,<2.2.0',
     ],

@@ -1,12 +1,12 @@
 """PoolFormer for mmdet 3, mmsegmentation 1 and mmpretrain 1.
 
-Importing this package registers the ``PoolFormer`` backbone and lets torch's
-safe loader read the checkpoints mmengine writes (see :mod:`.safe_load`).
+Importing this package registers the backbones and the engine's hooks, and
+applies mmpoolformer's fixes to other libraries once (see :mod:`.compat`).
 """
-from . import hooks, safe_load
+from . import compat, engine
 from .models import PoolFormer, PoolFormerBlock
+from .version import __version__
 
-__version__ = '0.1.0'
-__all__ = ['hooks', 'PoolFormer', 'PoolFormerBlock', '__version__']
+__all__ = ['engine', 'PoolFormer', 'PoolFormerBlock', '__version__']
 
-safe_load.allow_mmengine_checkpoints()
+compat.apply()

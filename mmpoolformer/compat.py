@@ -1,13 +1,69 @@
-"""One fix to mmsegmentation 1.2.2, applied when mmseg is in use.
+"""Fixes to other libraries, applied once by :func:`apply` when
+``mmpoolformer`` is imported. Nothing else in the package changes another
+library.
 
-``mmseg.apis.init_model`` gives a checkpoint without class metadata the
-classes of the dataset whose class count matches the model's ``num_classes``
-(150 -> ADE20K), but ``MMSegInferencer`` always falls back to Cityscapes, so
-an ADE20K model would be drawn with Cityscapes' names and colours. We give
-the inferencer init_model's rule. Checkpoints that carry ``dataset_meta``
-(all that tools/train.py writes) are untouched.
+1. torch's weights-only loader and mmengine's checkpoints. torch >= 2.6 loads
+   with ``weights_only=True``; mmengine 0.10.7 calls ``torch.load`` without
+   the flag, so its own checkpoints (test, resume, ``load_from``,
+   ``init_model``) fail: besides tensors they pickle numpy arrays and scalars
+   and the message hub's ``HistoryBuffer`` objects. We allow exactly those
+   globals and keep the safe loader on; any other global in a file is still
+   refused before anything in it runs. ``HistoryBuffer`` pickles its
+   statistics methods as ``builtins.getattr(HistoryBuffer, 'mean')``.
+   Allowing the real ``getattr`` would let a crafted file reach any attribute
+   of any allowed object, so that name is bound to
+   :func:`history_buffer_getattr`, which hands out only those methods.
+
+2. mmsegmentation 1.2.2's inferencer and class metadata.
+   ``mmseg.apis.init_model`` gives a checkpoint without class metadata the
+   classes of the dataset whose class count matches the model's
+   ``num_classes`` (150 -> ADE20K), but ``MMSegInferencer`` always falls back
+   to Cityscapes, so an ADE20K model would be drawn with Cityscapes' names and
+   colours. We give the inferencer init_model's rule. Checkpoints that carry
+   ``dataset_meta`` (all that tools/train.py writes) are untouched.
 """
+import _codecs
+import importlib.machinery
 import sys
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+
+# The methods HistoryBuffer registers for itself at construction.
+_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def history_buffer_getattr(obj, name):
+    """A ``getattr`` that only returns HistoryBuffer's statistics methods."""
+    if obj is HistoryBuffer and name in _STATISTICS:
+        return getattr(HistoryBuffer, name)
+    raise RuntimeError(
+        f'checkpoint asks for attribute {name!r} of {obj!r}; only '
+        f'HistoryBuffer.{{{", ".join(_STATISTICS)}}} are allowed')
+
+
+def _numpy_globals():
+    """numpy's reconstruction helpers, dtypes and scalar types."""
+    core = getattr(np, '_core', None) or np.core
+    found = [np.ndarray, np.dtype, core.multiarray._reconstruct,
+             core.multiarray.scalar]
+    for name in dir(np.dtypes):
+        obj = getattr(np.dtypes, name)
+        if isinstance(obj, type) and issubclass(obj, np.dtype):
+            found.append(obj)
+    found += [t for t in set(np.sctypeDict.values())
+              if isinstance(t, type) and issubclass(t, np.generic)]
+    return found
+
+
+def allowed_globals():
+    """Everything an mmengine checkpoint may reference, and nothing else."""
+    return _numpy_globals() + [
+        _codecs.encode,
+        HistoryBuffer,
+        (history_buffer_getattr, 'builtins.getattr'),
+    ]
 
 
 def _dataset_for(num_classes):
@@ -18,11 +74,9 @@ def _dataset_for(num_classes):
     return 'cityscapes'
 
 
-def patch_mmseg_inferencer():
-    """Idempotently patch ``MMSegInferencer._load_weights_to_model``."""
-    module = sys.modules.get('mmseg.apis.mmseg_inferencer')
-    if module is None:
-        return
+def patch_mmseg_inferencer(module):
+    """Give ``module.MMSegInferencer`` init_model's class-metadata
+    fallback. Idempotent."""
     cls = module.MMSegInferencer
     original = cls._load_weights_to_model
     if getattr(original, '_mmpoolformer', False):
@@ -41,3 +95,41 @@ def patch_mmseg_inferencer():
 
     load_weights._mmpoolformer = True
     cls._load_weights_to_model = load_weights
+
+
+class _AfterImport:
+    """A meta-path finder that runs ``patch(module)`` right after the module
+    ``name`` is first imported, so that patching mmseg does not import it
+    (2 s, and every mmseg model registered) in runs that never use it."""
+
+    def __init__(self, name, patch):
+        self.name, self.patch = name, patch
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            run = spec.loader.exec_module
+
+            def exec_module(module):
+                run(module)
+                self.patch(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+def when_imported(name, patch):
+    """Apply ``patch`` to module ``name`` now if imported, else on import."""
+    if name in sys.modules:
+        patch(sys.modules[name])
+    elif not any(isinstance(f, _AfterImport) and f.name == name
+                 for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport(name, patch))
+
+
+def apply():
+    """Apply every fix; called once, by ``import mmpoolformer``."""
+    torch.serialization.add_safe_globals(allowed_globals())
+    when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)

@@ -1,10 +1,27 @@
 import os.path as osp
 
 import pytest
+from mmengine.config import Config
 
-from mmpoolformer.synthetic import make_dataset
+from mmpoolformer.testing import make_dataset
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+# The demo configs hold the shapes dataset's settings (configs/demo/); the
+# tests' configs are made from them, with the data they write and a tiny
+# schedule.
+DEMO = dict(det=('data/shapes/coco/', 'retinanet_poolformer_s12_shapes.py'),
+            seg=('data/shapes/ade/ADEChallengeData2016',
+                 'fpn_poolformer_s12_shapes.py'))
+TINY = dict(
+    det=dict(train_cfg=dict(max_epochs=2, val_interval=2),
+             train_dataloader=dict(batch_size=2),
+             val_dataloader=dict(batch_size=1),
+             test_dataloader=dict(batch_size=1)),
+    seg=dict(train_cfg=dict(max_iters=4, val_interval=4),
+             train_dataloader=dict(batch_size=2),
+             param_scheduler=[dict(type='PolyLR', power=0.9, eta_min=0.0,
+                                   begin=0, end=4, by_epoch=False)],
+             default_hooks=dict(checkpoint=dict(interval=4))))
 
 
 @pytest.fixture(scope='session')
@@ -14,82 +31,40 @@ def tiny_data(tmp_path_factory):
     return make_dataset(str(root), num_train=8, num_val=4, size=96, seed=0)
 
 
-def det_override(base, coco, model='', extra=''):
-    """A config that inherits a real detection config and shrinks only the
-    data, image size and schedule."""
-    return f'''
-_base_ = '{REPO}/configs/detection/{base}'
-data_root = '{coco}'
-metainfo = dict(classes=('circle', 'square', 'triangle'))
-model = dict(backbone=dict(init_cfg=None), {model})
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(96, 96), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
-         'img_shape', 'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_train2017.json',
-                 data_prefix=dict(img='train2017/'), pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=1, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, metainfo=metainfo,
-                 ann_file='annotations/instances_val2017.json',
-                 data_prefix=dict(img='val2017/'), pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=1))
-{extra}
-'''
+def _repoint(node, old, new):
+    """``node`` with every string that starts with ``old`` moved to
+    ``new``."""
+    if isinstance(node, dict):
+        return type(node)({k: _repoint(v, old, new) for k, v in node.items()})
+    if isinstance(node, (list, tuple)):
+        return type(node)(_repoint(v, old, new) for v in node)
+    if isinstance(node, str) and node.startswith(old):
+        return new + node[len(old):]
+    return node
 
 
-def seg_override(base, ade, model='', extra=''):
-    """A config inheriting a real segmentation config, shrunk likewise."""
-    return f'''
-_base_ = '{REPO}/configs/segmentation/{base}'
-data_root = '{ade}'
-crop_size = (64, 64)
-model = dict(data_preprocessor=dict(size=crop_size),
-             backbone=dict(init_cfg=None), {model})
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=(192, 96), ratio_range=(0.5, 2.0),
-         keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(192, 72), keep_ratio=True),
-    dict(type='ResizeToMultiple', size_divisor=32),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(
-    batch_size=2, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(
-    num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=4, val_interval=4)
-param_scheduler = [dict(type='PolyLR', power=0.9, eta_min=0.0, begin=0,
-                        end=4, by_epoch=False)]
-default_hooks = dict(checkpoint=dict(interval=4), logger=dict(interval=1))
-{extra}
-'''
+def shapes_config(path, task, data, model_from=None, **changes):
+    """Write a config to ``path``: the demo config of ``task`` ('det' or
+    'seg') reading ``data`` (from ``tiny_data``) on a tiny schedule, with
+    ``changes`` merged last. ``model_from`` takes the model of another
+    detection config (e.g. 'mask_rcnn_poolformer_s12.py'), masks loaded."""
+    root, name = DEMO[task]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', name))
+    new_root = data['coco' if task == 'det' else 'ade']
+    cfg = Config(_repoint(cfg.to_dict(), root, new_root))
+    if model_from is not None:
+        other = Config.fromfile(
+            osp.join(REPO, 'configs', 'detection', model_from))
+        cfg.model = other.model
+        cfg.model.backbone.init_cfg = None  # no download: from scratch
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            for step in cfg[loader].dataset.pipeline:
+                if step.type == 'LoadAnnotations':
+                    step.with_mask = True
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            cfg[evaluator].metric = other[evaluator].metric
+    cfg.merge_from_dict(dict(TINY[task], **changes))
+    cfg.default_hooks.logger.interval = 1
+    cfg.dump(str(path))
+    return str(path)

@@ -158,7 +158,8 @@ def test_with_cp_same_outputs_and_grads(drop_path_rate):
         torch.manual_seed(1)
         outs = model(x)
         sum((o * o).mean() for o in outs).backward()
-        results.append((outs, {n: p.grad for n, p in model.named_parameters()}))
+        grads = {n: p.grad for n, p in model.named_parameters()}
+        results.append((outs, grads))
     for a, b in zip(results[0][0], results[1][0]):
         torch.testing.assert_close(a, b)
     for name, grad in results[0][1].items():

@@ -1,6 +1,5 @@
 """The demo end to end in quick mode, and the dataset it generates."""
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from mmpoolformer.synthetic import make_dataset
+from mmpoolformer.testing import make_dataset
 
 
 def test_generator_is_deterministic_and_valid(tmp_path):

@@ -11,15 +11,8 @@ import pytest
 import torch
 
 from mmpoolformer import PoolFormer
-from test_weights import randomise
-
-TOL = 1e-5
-
-
-def close(a, b, name=''):
-    err = (a - b).abs().max().item()
-    scale = max(1.0, b.abs().max().item())
-    assert err <= TOL * scale, f'{name}: {err:.2e} at scale {scale:.2e}'
+from mmpoolformer.testing import assert_close as close
+from mmpoolformer.testing import randomise
 
 
 def pair(arch='s12', **kwargs):
@@ -70,12 +63,11 @@ X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
 
 def test_fused_is_default_and_channels_last():
     model = PoolFormer('s12')
-    assert all(b.fused for s in model.stages for b in s.blocks)
+    assert model.fused
     outs = model(X)
     assert all(o.is_contiguous(memory_format=torch.channels_last)
                for o in outs)
-    assert not PoolFormer('s12', norm_cfg=dict(type='BN')).stages[0] \
-        .blocks[0].fused
+    assert not PoolFormer('s12', norm_cfg=dict(type='BN')).fused
 
 
 @pytest.mark.parametrize('memory_format',
@@ -161,8 +153,7 @@ def test_compile_has_no_graph_breaks_and_matches():
     torch._dynamo.reset()
     # inductor draws random numbers its own way: no drop path here
     eager = randomise(PoolFormer(arch)).train()
-    compiled = PoolFormer(arch,
-                          compile=dict(fullgraph=True))
+    compiled = PoolFormer(arch, torch_compile=dict(fullgraph=True))
     compiled.load_state_dict(eager.state_dict())
     compiled.train()
     x = torch.randn(2, 3, 64, 96)

@@ -10,22 +10,20 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, det_override
-from mmpoolformer.runtime import latest_good_checkpoint
+from conftest import REPO, shapes_config
+from mmpoolformer.engine import latest_good_checkpoint
 
 TRAIN = os.path.join(REPO, 'tools', 'train.py')
 EPOCHS = 3
 
 
-def config(tmp, coco):
+def config(path, data):
     # drop path and random flips make the run depend on every RNG
-    return det_override(
-        'retinanet_poolformer_s12.py', coco,
-        model='bbox_head=dict(num_classes=3)',
-        extra="model['backbone']['drop_path_rate'] = 0.2\n"
-        f'train_cfg = dict(max_epochs={EPOCHS}, val_interval=1)\n'
-        'randomness = dict(seed=3, deterministic=True)\n'
-        'default_hooks = dict(checkpoint=dict(interval=1))\n')
+    return shapes_config(
+        path, 'det', data, model=dict(backbone=dict(drop_path_rate=0.2)),
+        train_cfg=dict(max_epochs=EPOCHS, val_interval=1),
+        randomness=dict(seed=3, deterministic=True),
+        default_hooks=dict(checkpoint=dict(interval=1)))
 
 
 def train_cmd(cfg, work, *extra):
@@ -47,8 +45,7 @@ def assert_same_weights(a, b):
 def reference(tiny_data, tmp_path_factory):
     """A run that was never interrupted."""
     tmp = tmp_path_factory.mktemp('ref')
-    cfg = tmp / 'cfg.py'
-    cfg.write_text(config(tmp, tiny_data['coco']))
+    cfg = config(tmp / 'cfg.py', tiny_data)
     subprocess.run(train_cmd(cfg, tmp / 'work'), check=True,
                    capture_output=True, cwd=tmp)
     return cfg, tmp / 'work'

@@ -9,11 +9,18 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, det_override, seg_override
+from conftest import REPO, shapes_config
 
 TOOLS = osp.join(REPO, 'tools')
-HELPERS = "custom_imports = dict(imports=['mmpoolformer', " \
-    "'helpers.rank_hook'], allow_failed_imports=False)\n"
+
+
+def rank_reports(out_dir):
+    """Config changes: each rank writes what it trained to ``out_dir``."""
+    return dict(custom_imports=dict(imports=['mmpoolformer',
+                                             'helpers.rank_hook'],
+                                    allow_failed_imports=False),
+                custom_hooks=[dict(type='RankReportHook',
+                                   out_dir=str(out_dir))])
 
 
 def run(args, cwd, env=None, script=None):
@@ -27,20 +34,16 @@ def run(args, cwd, env=None, script=None):
     return proc.stdout + proc.stderr
 
 
-def write(path, text):
-    path.write_text(text)
-    return str(path)
-
-
 @pytest.fixture(scope='module')
 def det_run(tiny_data, tmp_path_factory):
     """Mask R-CNN S12 trained 2 epochs by tools/train.py."""
     tmp = tmp_path_factory.mktemp('det')
-    cfg = write(tmp / 'cfg.py', det_override(
-        'mask_rcnn_poolformer_s12.py', tiny_data['coco'],
-        model="roi_head=dict(bbox_head=dict(num_classes=3), "
-        "mask_head=dict(num_classes=3)), "
-        "test_cfg=dict(rcnn=dict(score_thr=0.0))"))
+    cfg = shapes_config(
+        tmp / 'cfg.py', 'det', tiny_data,
+        model_from='mask_rcnn_poolformer_s12.py',
+        model=dict(roi_head=dict(bbox_head=dict(num_classes=3),
+                                 mask_head=dict(num_classes=3)),
+                   test_cfg=dict(rcnn=dict(score_thr=0.0))))
     work = tmp / 'work'
     run([cfg, '--work-dir', str(work)], tmp, script='train.py')
     return cfg, work
@@ -100,12 +103,10 @@ def check_ranks(report_dir):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU data-parallel')
 def test_dist_train_two_cpu_processes_det(tiny_data, tmp_path):
-    cfg = write(tmp_path / 'cfg.py', det_override(
-        'retinanet_poolformer_s12.py', tiny_data['coco'],
-        model='bbox_head=dict(num_classes=3)',
-        extra=HELPERS + f"custom_hooks = [dict(type='RankReportHook', "
-        f"out_dir='{tmp_path}')]\ntrain_cfg = dict(max_epochs=1, "
-        f"val_interval=9)\nparam_scheduler = []"))
+    cfg = shapes_config(
+        tmp_path / 'cfg.py', 'det', tiny_data,
+        train_cfg=dict(max_epochs=1, val_interval=9), param_scheduler=[],
+        **rank_reports(tmp_path))
     run(['bash', osp.join(TOOLS, 'dist_train.sh'), cfg, '2', '--work-dir',
          str(tmp_path / 'work')], tmp_path, env=dict(PORT='29641'))
     check_ranks(tmp_path)
@@ -114,8 +115,7 @@ def test_dist_train_two_cpu_processes_det(tiny_data, tmp_path):
 @pytest.fixture(scope='module')
 def seg_run(tiny_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('seg')
-    cfg = write(tmp / 'cfg.py', seg_override('fpn_poolformer_s12.py',
-                                             tiny_data['ade']))
+    cfg = shapes_config(tmp / 'cfg.py', 'seg', tiny_data)
     work = tmp / 'work'
     run([cfg, '--work-dir', str(work)], tmp, script='train.py')
     return cfg, work
@@ -179,11 +179,9 @@ def test_seg_checkpoint_without_classes_falls_back_to_ade20k(seg_run,
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU data-parallel')
 def test_dist_train_two_cpu_processes_seg(tiny_data, tmp_path):
     """The head's SyncBN falls back to per-process BN without CUDA."""
-    cfg = write(tmp_path / 'cfg.py', seg_override(
-        'fpn_poolformer_s12.py', tiny_data['ade'],
-        extra=HELPERS + f"custom_hooks = [dict(type='RankReportHook', "
-        f"out_dir='{tmp_path}')]\ntrain_cfg = dict(max_iters=2, "
-        f"val_interval=9)"))
+    cfg = shapes_config(tmp_path / 'cfg.py', 'seg', tiny_data,
+                        train_cfg=dict(max_iters=2, val_interval=9),
+                        **rank_reports(tmp_path))
     log = run(['bash', osp.join(TOOLS, 'dist_train.sh'), cfg, '2',
                '--work-dir', str(tmp_path / 'work')], tmp_path,
               env=dict(PORT='29642'))

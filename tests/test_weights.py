@@ -10,40 +10,12 @@ import torch.nn.functional as F
 from mmpoolformer import PoolFormer
 from mmpoolformer.models import fused as fused_module
 from mmpoolformer.models import poolformer as pf_module
+from mmpoolformer.testing import (TimmFeatures, assert_close,
+                                  mmpretrain_poolformer, official_state,
+                                  randomise, timm_poolformer)
 from mmpoolformer.weights import CheckpointFormatError, load_pretrained
 
 TOOLS = os.path.join(os.path.dirname(__file__), '..', 'tools')
-
-
-def randomise(model, seed=0):
-    """Layer scales and norm affines of order 1: at the 1e-5 default a wrong
-    mixer or MLP would change the output by less than the tolerance."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if 'layer_scale' in name or 'norm' in name or '.scale' in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + 0.5)
-    return model
-
-
-def mmpretrain_model(arch='s12', out_indices=(0, 2, 4, 6)):
-    from mmpretrain.models.backbones import PoolFormer as MMPretrainPF
-    model = randomise(MMPretrainPF(arch, out_indices=list(out_indices)))
-    model.eval()  # mmpretrain's train() returns None: no chaining
-    return model
-
-
-def timm_stage_outputs(model, x):
-    outs, x = [], model.stem(x)
-    for stage in model.stages:
-        x = stage(x)
-        outs.append(x)
-    return outs
-
-
-def plain_norm(x):
-    """A freshly initialised output norm: GroupNorm(1), weight 1, bias 0."""
-    return F.group_norm(x, 1, eps=1e-5)
 
 
 def ours_from(path, arch='s12', out_indices=(0, 1, 2, 3)):
@@ -57,19 +29,14 @@ def ours_from(path, arch='s12', out_indices=(0, 1, 2, 3)):
 X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
 
 
-def assert_features_equal(ours, ref, tol=1e-5):
-    """Equal to ``tol`` of each output's scale. fp32 is at its floor here:
-    the reference itself moves by ~4e-6 of the scale (3e-5 absolute at
-    |out| ~ 8) when its input is channels-last instead of NCHW."""
+def assert_features_equal(ours, ref):
     assert len(ours) == len(ref)
     for a, b in zip(ours, ref):
-        assert a.shape == b.shape
-        err = (a - b).abs().max().item()
-        assert err <= tol * max(1.0, b.abs().max().item()), err
+        assert_close(a, b)
 
 
 def test_mmpretrain_dense_checkpoint(tmp_path):
-    ref = mmpretrain_model()
+    ref = mmpretrain_poolformer()
     path = tmp_path / 'mmpretrain.pth'
     torch.save({'state_dict': {f'backbone.{k}': v
                                for k, v in ref.state_dict().items()}}, path)
@@ -78,7 +45,7 @@ def test_mmpretrain_dense_checkpoint(tmp_path):
 
 
 def test_mmpretrain_classifier_drops_head_and_final_norm(tmp_path, capsys):
-    ref = mmpretrain_model(out_indices=(6, ))
+    ref = mmpretrain_poolformer(out_indices=(6, ))
     state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}
     state['head.fc.weight'] = torch.randn(1000, 512)
     state['head.fc.bias'] = torch.randn(1000)
@@ -93,21 +60,8 @@ def test_mmpretrain_classifier_drops_head_and_final_norm(tmp_path, capsys):
         assert_features_equal(ours(X), ref(X))
 
 
-def official_state(ref):
-    """The authors' file: mmpretrain's names without prefix, a classifier
-    ``norm`` and ``head``, no per-output norms."""
-    state = {k: v for k, v in ref.state_dict().items()
-             if not k.startswith('norm')}
-    state.update({'norm.weight': torch.randn(512), 'norm.bias':
-                  torch.randn(512), 'head.weight': torch.randn(1000, 512),
-                  'head.bias': torch.randn(1000)})
-    return state
-
-
 def test_official_checkpoint(tmp_path):
-    ref = mmpretrain_model()
-    for i in (0, 2, 4, 6):
-        getattr(ref, f'norm{i}').reset_parameters()
+    ref = mmpretrain_poolformer(fresh_norms=True)
     path = tmp_path / 'poolformer_s12.pth.tar'
     torch.save(official_state(ref), path)
     with torch.no_grad():
@@ -116,30 +70,32 @@ def test_official_checkpoint(tmp_path):
 
 @pytest.mark.parametrize('arch', ['s12', 'm36'])
 def test_timm_checkpoint(tmp_path, arch):
-    import timm
-    ref = randomise(timm.create_model(f'poolformer_{arch}')).eval()
+    ref = timm_poolformer(arch)
     path = tmp_path / 'timm.pth'
     torch.save(ref.state_dict(), path)
     with torch.no_grad():
-        expected = [plain_norm(o) for o in timm_stage_outputs(ref, X)]
+        expected = TimmFeatures(ref)(X)
         assert_features_equal(ours_from(str(path), arch)(X), expected)
 
 
 def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
     """The comparison above has teeth: a pool that counts the zero padding
     (a border-only error) fails it, in the fused and the plain block."""
-    ref = mmpretrain_model()
+    ref = mmpretrain_poolformer()
     path = tmp_path / 'mmpretrain.pth'
     torch.save({f'backbone.{k}': v for k, v in ref.state_dict().items()},
                path)
-    monkeypatch.setattr(fused_module, 'avg_pool', lambda x, size, out=None:
-                        F.avg_pool2d(x, size, 1, size // 2,
-                                     count_include_pad=True))
+
+    def with_padding(x, size, out=None):
+        pooled = F.avg_pool2d(x, size, 1, size // 2, count_include_pad=True)
+        return pooled if out is None else out.copy_(pooled)
+
+    monkeypatch.setattr(fused_module, 'avg_pool', with_padding)
+    monkeypatch.setattr(pf_module.Pooling, 'forward',
+                        lambda self, x: with_padding(x, self.pool_size) - x)
     for fused in (True, False):
         ours = ours_from(str(path))
-        for block in ours.modules():
-            if isinstance(block, pf_module.PoolFormerBlock):
-                block.fused = fused
+        ours.fused = fused
         with torch.no_grad(), pytest.raises(AssertionError):
             assert_features_equal(ours(X), ref(X))
 
@@ -161,7 +117,7 @@ def test_own_and_detector_checkpoints(tmp_path):
 
 
 def test_convert_tool_roundtrip(tmp_path):
-    ref = mmpretrain_model()
+    ref = mmpretrain_poolformer()
     src = tmp_path / 'mmpretrain.pth'
     torch.save({f'backbone.{k}': v for k, v in ref.state_dict().items()}, src)
     dst = tmp_path / 'converted.pth'

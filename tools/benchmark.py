@@ -19,7 +19,6 @@ the system on free, so every iteration page-faults its activations in again.
 """
 import argparse
 import json
-import os.path as osp
 import platform
 import statistics
 import subprocess
@@ -28,31 +27,13 @@ import time
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-from mmpoolformer import PoolFormer  # noqa: E402
-from mmpoolformer.weights import convert  # noqa: E402
+from mmpoolformer import PoolFormer
+from mmpoolformer.testing import (TimmFeatures, mmpretrain_poolformer,
+                                  official_state, timm_poolformer)
+from mmpoolformer.weights import convert
 
 CASES = dict(det=(2, 3, 800, 1216), seg=(4, 3, 512, 512))
-
-
-class TimmFeatures(nn.Module):
-    """timm's poolformer as a 4-output backbone with fresh output norms."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-        self.norms = nn.ModuleList(
-            nn.GroupNorm(1, s.blocks[0].norm1.num_channels)
-            for s in model.stages)
-
-    def forward(self, x):
-        x, outs = self.model.stem(x), []
-        for stage, norm in zip(self.model.stages, self.norms):
-            x = stage(x)
-            outs.append(norm(x))
-        return outs
 
 
 class GemmFloor(nn.Module):
@@ -89,40 +70,21 @@ class GemmFloor(nn.Module):
 def build(arch, compile=False):
     """Every implementation with the same (randomised) weights; with
     ``compile``, ours and timm's also under ``torch.compile``."""
-    import timm
-    from mmpretrain.models.backbones import PoolFormer as MMPretrainPF
-    from timm.models.metaformer import checkpoint_filter_fn
-    ref = MMPretrainPF(arch, out_indices=[0, 2, 4, 6])
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            if 'layer_scale' in name or 'norm' in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + 0.5)
-        for i in (0, 2, 4, 6):  # fresh output norms, as timm's wrapper has
-            getattr(ref, f'norm{i}').reset_parameters()
-    ours = PoolFormer(arch)
+    ref = mmpretrain_poolformer(arch, fresh_norms=True)
     state, _, _ = convert({f'backbone.{k}': v
                            for k, v in ref.state_dict().items()})
+    ours = PoolFormer(arch)
     ours.load_state_dict(state)
-    official = {k: v for k, v in ref.state_dict().items()
-                if not k.startswith('norm')}
-    dim = ours.dims[-1]
-    official.update({'norm.weight': torch.ones(dim),
-                     'norm.bias': torch.zeros(dim),
-                     'head.weight': torch.zeros(1000, dim),
-                     'head.bias': torch.zeros(1000)})
-    tmodel = timm.create_model(f'poolformer_{arch}')
-    tmodel.load_state_dict(checkpoint_filter_fn(official, tmodel))
     ours_cp = PoolFormer(arch, with_cp=True)
     ours_cp.load_state_dict(state)
+    timm = TimmFeatures(timm_poolformer(arch, official_state(ref)))
     impls = {'mmpoolformer': ours, 'mmpoolformer with_cp': ours_cp,
-             'mmpretrain': ref,
-             'timm': TimmFeatures(tmodel), 'GEMM floor': GemmFloor(ours)}
+             'mmpretrain': ref, 'timm': timm, 'GEMM floor': GemmFloor(ours)}
     if compile:
-        compiled = PoolFormer(arch, compile=True)
+        compiled = PoolFormer(arch, torch_compile=True)
         compiled.load_state_dict(state)
-        impls['mmpoolformer compile=True'] = compiled
-        impls['timm torch.compile'] = torch.compile(impls['timm'])
+        impls['mmpoolformer torch_compile'] = compiled
+        impls['timm torch.compile'] = torch.compile(timm)
     return impls
 
 

@@ -7,13 +7,10 @@ The result is a plain state dict that ``init_cfg=dict(type='Pretrained',
 checkpoint=DST)`` loads without conversion.
 """
 import argparse
-import os.path as osp
-import sys
 
 import torch
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-from mmpoolformer.weights import convert, read_checkpoint  # noqa: E402
+from mmpoolformer.weights import convert, read_checkpoint
 
 
 def main(argv=None):

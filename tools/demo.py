@@ -26,7 +26,6 @@ import warnings
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-sys.path.insert(0, REPO)
 
 TASKS = dict(
     det=dict(config='configs/demo/retinanet_poolformer_s12_shapes.py',
@@ -147,7 +146,7 @@ def main(argv=None):
     parser.add_argument('--tasks', nargs='+', default=['det', 'seg'],
                         choices=list(TASKS))
     args = parser.parse_args(argv)
-    from mmpoolformer.synthetic import make_dataset
+    from mmpoolformer.testing import make_dataset
 
     start = time.time()
     os.makedirs(args.out_dir, exist_ok=True)

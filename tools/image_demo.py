@@ -8,14 +8,12 @@ config's default_scope.
 import argparse
 import os
 import os.path as osp
-import sys
 
 import cv2
 import numpy as np
 from mmengine.config import Config
 
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmpoolformer  # noqa: E402,F401
+import mmpoolformer  # noqa: F401  (registers the backbone)
 
 
 def parse_args(argv=None):

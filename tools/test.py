@@ -1,36 +1,20 @@
 """Test a checkpoint: metrics, and on request predictions and drawings."""
-import argparse
 import json
 import numbers
 import os
 import os.path as osp
-import sys
 
-from mmengine.config import Config, DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
-
-sys.path.insert(0, osp.join(osp.dirname(__file__), '..'))
-import mmpoolformer  # noqa: E402,F401  (registers models, safe loading)
-from mmpoolformer.runtime import set_launcher_env  # noqa: E402
+from cli import build_runner, load_config, parser
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Test a checkpoint')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='where logs and metrics go')
-    parser.add_argument(
+    p = parser('Test a checkpoint')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument(
         '--out', help='save predictions: a .pkl file (detection) or a '
         'folder of label images (segmentation)')
-    parser.add_argument('--show-dir',
-                        help='save images with predictions drawn')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config keys, e.g. a.b=1')
-    parser.add_argument('--launcher', default='none',
-                        choices=['none', 'pytorch', 'slurm', 'mpi'])
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args(argv)
+    p.add_argument('--show-dir', help='save images with predictions drawn')
+    return p.parse_args(argv)
 
 
 def _request_outputs(cfg, args):
@@ -60,15 +44,11 @@ def _request_outputs(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    set_launcher_env(cfg, args)
+    cfg = load_config(args)
     cfg.load_from = args.checkpoint
     _request_outputs(cfg, args)
 
-    runner = RUNNERS.build(cfg) if 'runner_type' in cfg \
-        else Runner.from_cfg(cfg)
+    runner = build_runner(cfg)
     metrics = runner.test()
     if runner.rank == 0:
         os.makedirs(cfg.work_dir, exist_ok=True)

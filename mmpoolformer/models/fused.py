@@ -1,8 +1,12 @@
-"""The PoolFormer block as one autograd function with a hand-written backward.
+"""The fast path of the PoolFormer block: one module, one entry point,
+:func:`block_forward`.
 
-With GroupNorm(1) folded into the neighbouring ops (see
-:meth:`PoolFormerBlock.forward_fused`), a block computes, per sample and on
-the ``[H*W, C]`` view of a channels-last map::
+GroupNorm with one group is a per-sample affine map, so
+``pool(GN(x)) - GN(x) = g / std * (pool(x) - x)``: the token mixer and its
+residual become one ``lerp``. GN2 becomes one normalising pass with its
+affine folded into fc1, and LayerScale folds into fc2, so the MLP is two
+GEMMs over the ``[N*HW, C]`` view of the channels-last map, the second
+accumulating onto the residual. Per sample, on that view::
 
     y   = x + s * (pool(x) - x),     s = a * rstd(x) [* keep1]
     z   = (y - mean(y)) * rstd(y)
@@ -10,18 +14,16 @@ the ``[H*W, C]`` view of a channels-last map::
     out = y + [keep2 *] (gelu(u) @ w2 + b2)
 
 Autograd would run this as a dozen ops, each allocating a full-size result
-forward and several more backward. Here the forward writes ``y`` and then
+forward and several more backward. :class:`FusedBlock` writes ``y`` and then
 ``out`` into one buffer, and ``gelu(u)`` exists only a chunk of rows at a
 time, in forward and backward (where it is recomputed): a block keeps ``x``,
-``z`` and ``u`` for the backward. The backward writes ``du`` over ``u``
-and then its other map-sized results into that buffer: on CPU, every fresh
-map-sized allocation costs page faults on top of the pass itself. ``torch.var_mean`` is also several times
-slower than the layer-norm kernel, which gives the same statistics.
+``z`` and ``u`` for the backward. The backward writes ``du`` over ``u`` and
+then its other map-sized results into that buffer: on CPU, every fresh
+map-sized allocation costs page faults on top of the pass itself.
+``torch.var_mean`` is also several times slower than the layer-norm kernel,
+which gives the same statistics.
 
-The function takes the folded parameters (``a``, ``w1``, ``b1``, ``w2``,
-``b2``); autograd carries their gradients back to the module's parameters.
-It is used in eager mode only: ``torch.compile`` does not trace ``out=``
-arguments, and inductor fuses the op-by-op block by itself.
+The backbone decides whether a forward runs this path (:func:`applies`).
 """
 import torch
 import torch.nn.functional as F
@@ -29,11 +31,9 @@ import torch.nn.functional as F
 _CL = torch.channels_last
 
 
-def avg_pool(x: torch.Tensor, size: int, out: torch.Tensor = None):
-    """The token mixer's pooling: stride 1, same size, and border windows
-    average only the pixels inside the map. Writes into ``out`` if given."""
-    if out is None:
-        return F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
+def avg_pool(x: torch.Tensor, size: int, out: torch.Tensor):
+    """The token mixer's pooling (stride 1, same size, border windows
+    average only the pixels inside the map), written into ``out``."""
     return torch.ops.aten.avg_pool2d.out(
         x, [size, size], [1, 1], [size // 2, size // 2], False, False, None,
         out=out)
@@ -170,3 +170,49 @@ class FusedBlock(torch.autograd.Function):
         coef = (-drstd * rstd1.view(n)**3 / size).view(n, 1, 1, 1)
         dx.addcmul_(x, coef).sub_(coef * mean1.view(n, 1, 1, 1))
         return (dx, da, dw1, db1, dw2, db2, None, None, None, None, None)
+
+
+def applies(x: torch.Tensor, training: bool, dropout: float) -> bool:
+    """Whether a forward of the backbone on ``x`` can run the fast path.
+
+    Not under ``torch.compile``: inductor fuses the op-by-op block better and
+    cannot trace ``out=`` arguments. Not under autocast: the op-by-op block
+    gets autocast's per-op dtypes, the fast one would compute in its input's
+    dtype. Not with MLP dropout in training, which the fast path leaves out.
+    """
+    return not (torch.compiler.is_compiling()
+                or torch.is_autocast_enabled(x.device.type)
+                or (training and dropout > 0))
+
+
+def _keep_factor(block, x: torch.Tensor):
+    """Stochastic depth's per-sample factor, drawn exactly as mmcv's
+    ``drop_path`` draws it (same RNG calls, same order)."""
+    prob = getattr(block.drop_path, 'drop_prob', 0.)
+    if not block.training or prob == 0:
+        return None
+    keep = 1 - prob
+    rand = torch.rand((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device)
+    return ((keep + rand).floor() / keep).view(x.shape[0])
+
+
+def block_forward(block, x: torch.Tensor) -> torch.Tensor:
+    """:class:`~.poolformer.PoolFormerBlock` ``block`` (GroupNorm(1) with
+    affine) applied to ``x`` through :class:`FusedBlock`: the folded
+    parameters go in, and autograd carries their gradients back to the
+    block's own. Any memory format; channels-last input avoids copies, and
+    the result is channels-last."""
+    c = x.shape[1]
+    mlp = block.mlp
+    a = block.layer_scale1 * block.norm1.weight
+    w1 = mlp.fc1.weight.flatten(1)
+    b1 = mlp.fc1.bias + w1 @ block.norm2.bias
+    w1 = (w1 * block.norm2.weight).t()
+    w2 = (mlp.fc2.weight.flatten(1) * block.layer_scale2.view(c, 1)).t()
+    # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
+    # exact gradient, 0) so DDP sees every parameter used.
+    b2 = mlp.fc2.bias * block.layer_scale2 + 0 * block.norm1.bias
+    keep1, keep2 = _keep_factor(block, x), _keep_factor(block, x)
+    return FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2,
+                            block.norm1.eps, block.norm2.eps,
+                            block.token_mixer.pool_size)

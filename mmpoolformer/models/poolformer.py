@@ -8,30 +8,27 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmengine.model import BaseModule
-from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..compat import patch_mmseg_inferencer
 from ..registry import register_everywhere
-from . import fused as fused_ops
+from . import fused as fast
+from .base import DenseBackbone
 
 
 class Pooling(nn.Module):
     """Token mixer: average pooling minus the input.
 
-    The input is subtracted because the block adds it back through the
-    residual connection.
+    Border windows average only the pixels inside the map. The input is
+    subtracted because the block adds it back through the residual
+    connection.
     """
 
     def __init__(self, pool_size: int = 3):
         super().__init__()
         self.pool_size = pool_size
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_ops.avg_pool(x, self.pool_size)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x) - x
+        k = self.pool_size
+        return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False) - x
 
 
 class Mlp(nn.Module):
@@ -53,7 +50,8 @@ class PoolFormerBlock(nn.Module):
     """One MetaFormer block with a pooling token mixer.
 
     ``x + LS1 * (pool(norm1(x)) - norm1(x))`` then ``x + LS2 * mlp(norm2(x))``,
-    each branch with stochastic depth.
+    each branch with stochastic depth. ``forward(x, fused=True)`` runs the
+    same function through :func:`.fused.block_forward` (GroupNorm(1) only).
     """
 
     def __init__(self,
@@ -64,8 +62,7 @@ class PoolFormerBlock(nn.Module):
                  act_cfg: dict = dict(type='GELU'),
                  drop: float = 0.,
                  drop_path: float = 0.,
-                 layer_scale_init_value: float = 1e-5,
-                 fused: bool = True):
+                 layer_scale_init_value: float = 1e-5):
         super().__init__()
         self.norm1 = build_norm_layer(norm_cfg, dim)[1]
         self.token_mixer = Pooling(pool_size)
@@ -77,80 +74,42 @@ class PoolFormerBlock(nn.Module):
             torch.full((dim, ), float(layer_scale_init_value)))
         self.drop_path = DropPath(drop_path) if drop_path > 0 else \
             nn.Identity()
-        # The fused path relies on GroupNorm with one group.
-        self.fused = fused and isinstance(self.norm1, nn.GroupNorm) and \
-            self.norm1.num_groups == 1 and self.norm1.affine
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Inductor fuses the plain block better than it would the fused
-        # one, and cannot trace the fused one's out= arguments. Under
-        # autocast (AMP) the plain block gets autocast's per-op dtypes; the
-        # fused one computes in its input's dtype.
-        if (self.fused and not (self.training and self.mlp.drop.p > 0)
-                and not torch.compiler.is_compiling()
-                and not torch.is_autocast_enabled(x.device.type)):
-            return self.forward_fused(x)
-        return self.forward_plain(x)
-
-    def forward_plain(self, x: torch.Tensor) -> torch.Tensor:
-        """The paper's block, op by op."""
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        if fused:
+            return fast.block_forward(self, x)
         ls1 = self.layer_scale1.view(-1, 1, 1)
         ls2 = self.layer_scale2.view(-1, 1, 1)
         x = x + self.drop_path(ls1 * self.token_mixer(self.norm1(x)))
         return x + self.drop_path(ls2 * self.mlp(self.norm2(x)))
 
-    def _keep_factor(self, x: torch.Tensor):
-        """Stochastic depth's per-sample factor, drawn exactly as mmcv's
-        ``drop_path`` draws it (same RNG calls, same order)."""
-        prob = getattr(self.drop_path, 'drop_prob', 0.)
-        if not self.training or prob == 0:
-            return None
-        keep = 1 - prob
-        rand = torch.rand((x.shape[0], 1, 1, 1), dtype=x.dtype,
-                          device=x.device)
-        return (keep + rand).floor() / keep
-
-    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """The same block with fewer passes over the feature map.
-
-        GroupNorm with one group is a per-sample affine map, so
-        ``pool(GN(x)) - GN(x) = g / std * (pool(x) - x)``: the token mixer
-        and its residual become one ``lerp``. GN2 becomes one normalising
-        pass with its affine folded into fc1, and LayerScale folds into fc2,
-        so the MLP is two GEMMs over the [N*HW, C] view of the channels-last
-        map, the second accumulating onto the residual. It runs as
-        :class:`~.fused.FusedBlock`, which also hand-writes the backward.
-        Works on any memory format; channels-last input avoids copies.
-        """
-        n, c = x.shape[:2]
-        a = self.layer_scale1 * self.norm1.weight
-        w1 = self.mlp.fc1.weight.flatten(1)
-        b1 = self.mlp.fc1.bias + w1 @ self.norm2.bias
-        w1 = (w1 * self.norm2.weight).t()
-        w2 = (self.mlp.fc2.weight.flatten(1) *
-              self.layer_scale2.view(c, 1)).t()
-        # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
-        # exact gradient, 0) so DDP sees every parameter used.
-        b2 = self.mlp.fc2.bias * self.layer_scale2 + 0 * self.norm1.bias
-        keep1, keep2 = (k if k is None else k.view(n)
-                        for k in (self._keep_factor(x), self._keep_factor(x)))
-        return fused_ops.FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2,
-                                          self.norm1.eps, self.norm2.eps,
-                                          self.token_mixer.pool_size)
-
 
 class PoolFormerStage(nn.Module):
-    """An optional stride-2 downsampling conv followed by blocks."""
+    """An optional stride-2 downsampling conv followed by blocks, with
+    optional gradient checkpointing per block."""
 
-    def __init__(self, in_dim: int, dim: int, blocks: Sequence[nn.Module]):
+    def __init__(self, in_dim: int, dim: int, blocks: Sequence[nn.Module],
+                 with_cp: bool = False):
         super().__init__()
         self.downsample = nn.Conv2d(in_dim, dim, 3, 2, 1) \
             if in_dim is not None else nn.Identity()
         self.blocks = nn.ModuleList(blocks)
+        self.with_cp = with_cp
+
+    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+        x = self.downsample(x)
+        checkpoint = self.with_cp and self.training and \
+            torch.is_grad_enabled()
+        for block in self.blocks:
+            if checkpoint:
+                x = cp.checkpoint(block, x, fused, use_reentrant=False)
+            else:
+                x = block(x, fused)
+        return x
 
 
 @register_everywhere
-class PoolFormer(BaseModule):
+class PoolFormer(DenseBackbone):
     """PoolFormer backbone returning multi-scale features.
 
     `MetaFormer Is Actually What You Need for Vision
@@ -182,15 +141,16 @@ class PoolFormer(BaseModule):
             in eval mode during training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block, trading compute
             for memory. Defaults to False.
-        fused (bool): Run blocks through
-            :meth:`PoolFormerBlock.forward_fused` on channels-last maps:
-            the same function (fp32 differences ~1e-6), fewer passes over
+        fused (bool): Run blocks through the fast path
+            (:mod:`mmpoolformer.models.fused`) on channels-last maps: the
+            same function (fp32 differences ~1e-6), fewer passes over
             memory, a hand-written backward. Only used with GroupNorm(1);
             False runs the op-by-op block. Defaults to True.
-        compile (bool | dict): Compile the backbone with ``torch.compile``
-            (a dict is passed as its options, e.g. ``dict(dynamic=True)``).
-            Compiled blocks run op by op, which inductor fuses; the forward
-            has no graph breaks. Defaults to False.
+        torch_compile (bool | dict): Compile the backbone with
+            ``torch.compile`` (a dict is passed as its options, e.g.
+            ``dict(dynamic=True)``). Compiled blocks run op by op, which
+            inductor fuses; the forward has no graph breaks.
+            Defaults to False.
         drop_rate (float): Dropout in the MLPs. Defaults to 0.
         drop_path_rate (float): Stochastic depth of the last block; it rises
             linearly from 0 over all blocks. Defaults to 0.
@@ -216,7 +176,6 @@ class PoolFormer(BaseModule):
         'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
                     layer_scale_init_value=1e-6),
     }
-    num_stages = 4
 
     def __init__(self,
                  arch: Union[str, dict] = 's12',
@@ -228,37 +187,24 @@ class PoolFormer(BaseModule):
                  norm_eval: bool = False,
                  with_cp: bool = False,
                  fused: bool = True,
-                 compile: Union[bool, dict] = False,
+                 torch_compile: Union[bool, dict] = False,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
                  layer_scale_init_value: float = None,
                  norm_cfg: dict = dict(type='GN', num_groups=1),
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: dict = None):
-        super().__init__(init_cfg=init_cfg)
-        # mmseg's inferencer builds the model before reading class metadata
-        # from the checkpoint: the one point where the fix is sure to apply.
-        patch_mmseg_inferencer()
+        super().__init__(in_channels, out_indices, frozen_stages, norm_eval,
+                         init_cfg)
         arch = self._parse_arch(arch)
         self.depths, self.dims = arch['depths'], arch['dims']
         if layer_scale_init_value is None:
             layer_scale_init_value = arch.get('layer_scale_init_value', 1e-5)
-        self.out_indices = self._parse_out_indices(out_indices)
-        if not (isinstance(frozen_stages, Integral)
-                and -1 <= frozen_stages <= self.num_stages):
-            raise ValueError(f'frozen_stages must be an int in -1..'
-                             f'{self.num_stages}, got {frozen_stages!r}')
         if not (isinstance(pool_size, Integral) and pool_size > 0
                 and pool_size % 2 == 1):
             raise ValueError(
                 f'pool_size must be a positive odd int, got {pool_size!r}')
-        if not (isinstance(in_channels, Integral) and in_channels > 0):
-            raise ValueError(
-                f'in_channels must be a positive int, got {in_channels!r}')
-        self.in_channels = in_channels
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
-        self.with_cp = with_cp
+        self.dropout = drop_rate
 
         self.stem = nn.Conv2d(in_channels, self.dims[0], 7, 4, 2)
         # Stages after the last output would hold parameters without
@@ -274,19 +220,22 @@ class PoolFormer(BaseModule):
                 blocks.append(
                     PoolFormerBlock(
                         self.dims[i], pool_size, mlp_ratio, norm_cfg,
-                        act_cfg, drop_rate, rate, layer_scale_init_value,
-                        fused))
+                        act_cfg, drop_rate, rate, layer_scale_init_value))
             start += self.depths[i]
             in_dim = self.dims[i - 1] if i > 0 else None
-            self.stages.append(PoolFormerStage(in_dim, self.dims[i], blocks))
+            self.stages.append(
+                PoolFormerStage(in_dim, self.dims[i], blocks, with_cp))
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm_layer(norm_cfg, self.dims[i])[1])
-        self.channels_last = self.stages[0].blocks[0].fused if \
-            self.depths[0] else False
+        # The fast path folds GroupNorm(1)'s affine into its neighbours.
+        norm = self.stages[0].blocks[0].norm1
+        self.fused = bool(fused) and isinstance(norm, nn.GroupNorm) and \
+            norm.num_groups == 1 and norm.affine
         self._freeze_stages()
-        if compile:
-            self.compile(**(compile if isinstance(compile, dict) else {}))
+        if torch_compile:
+            self.compile(**(torch_compile if isinstance(torch_compile, dict)
+                            else {}))
 
     @classmethod
     def _parse_arch(cls, arch) -> dict:
@@ -312,77 +261,17 @@ class PoolFormer(BaseModule):
                                  f'got {value!r}')
         return dict(arch)
 
-    @classmethod
-    def _parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
-        if isinstance(out_indices, Integral):
-            out_indices = (out_indices, )
-        valid = (isinstance(out_indices, Sequence) and len(out_indices) > 0
-                 and all(isinstance(i, Integral) for i in out_indices))
-        if valid:
-            valid = (all(0 <= i < cls.num_stages for i in out_indices)
-                     and len(set(out_indices)) == len(out_indices))
-        if not valid:
-            raise ValueError(
-                f'out_indices must be distinct stage indices in 0..'
-                f'{cls.num_stages - 1}, got {out_indices!r}')
-        return tuple(sorted(int(i) for i in out_indices))
-
-    def init_weights(self):
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            from ..weights import load_pretrained
-            load_pretrained(self, cfg['checkpoint'])
-            self._is_init = True
-        else:
-            super().init_weights()
-
-    def _freeze_stages(self):
-        frozen = []
-        if self.frozen_stages >= 0:
-            frozen.append(self.stem)
-        for i in range(min(self.frozen_stages, len(self.stages))):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self._freeze_stages()
-        if mode and self.norm_eval:
-            for m in self.modules():
-                if isinstance(m, _BatchNorm):
-                    m.eval()
-        return self
-
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'PoolFormer expects input of shape [N, {self.in_channels}, '
-                f'H, W], got {list(x.shape)}')
-        # Pad right/bottom to a multiple of the stem's stride (as mmdet's
-        # Swin does) so that output i is ceil(H / 2**(i + 2)) for any H;
-        # the 7x7/4 stem with padding 2 alone drops a row when H % 4 is 1
-        # or 2. Other sizes are left untouched.
-        pad_h, pad_w = -x.shape[2] % 4, -x.shape[3] % 4
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        if self.channels_last:
+        x = self._pad_input(x)
+        fused = self.fused and fast.applies(x, self.training, self.dropout)
+        if fused:
             # convs then emit channels-last maps, which the fused blocks
             # read as [N, HW, C] matrices without copies
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
-            x = stage.downsample(x)
-            for block in stage.blocks:
-                if self.with_cp and self.training and torch.is_grad_enabled():
-                    x = cp.checkpoint(block, x, use_reentrant=False)
-                else:
-                    x = block(x)
+            x = stage(x, fused)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x))
         return tuple(outs)

@@ -2,7 +2,6 @@
 import json
 import os
 
-import torch
 from mmengine.dist import get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -28,6 +27,7 @@ class RankReportHook(Hook):
         with open(os.path.join(self.out_dir, f'rank{get_rank()}.json'),
                   'w') as f:
             json.dump(dict(rank=get_rank(), world_size=get_world_size(),
-                           iters=runner.iter, wrapper=type(runner.model).__name__,
+                           iters=runner.iter,
+                           wrapper=type(runner.model).__name__,
                            initial=self.initial,
                            checksum=self._checksum(runner)), f)

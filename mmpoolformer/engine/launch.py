@@ -1,0 +1,69 @@
+"""Launching a config on the machine at hand: work dir, launcher, and the
+adaptations a GPU config needs to run where there is no CUDA."""
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.config import Config
+from mmengine.logging import print_log
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def _replace_norm(node, old: str, new: str) -> int:
+    """Replace norm ``type`` values in a nested config; return the count."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') == old:
+            node['type'] = new
+            count += 1
+        for value in node.values():
+            count += _replace_norm(value, old, new)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += _replace_norm(value, old, new)
+    return count
+
+
+def adapt_to_device(cfg: Config, launcher: str) -> None:
+    """Let a GPU config run on a machine without CUDA.
+
+    Distributed runs (torchrun) then use the gloo backend with CPU DDP, and
+    SyncBN, which needs CUDA, becomes per-process BN.
+    """
+    if torch.cuda.is_available():
+        return
+    if launcher != 'none':
+        if launcher != 'pytorch':
+            raise SystemExit(
+                f'Without CUDA, distributed runs need --launcher pytorch '
+                f'(tools/dist_train.sh), got --launcher {launcher}')
+        # mmengine's init_dist calls torch.cuda.set_device unconditionally;
+        # the Runner skips it when a process group already exists.
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group(backend='gloo')
+        wrapper = cfg.get('model_wrapper_cfg') or dict(
+            type='MMDistributedDataParallel', broadcast_buffers=False)
+        wrapper['device_ids'] = None  # CPU modules take no device ids
+        cfg.model_wrapper_cfg = wrapper
+    if _replace_norm(cfg.model, 'SyncBN', 'BN'):
+        print_log('No CUDA: SyncBN layers replaced by BN (statistics are '
+                  'per process).', logger='current')
+
+
+def prepare(cfg: Config, config_path: str, launcher: str = 'none',
+            work_dir: Optional[str] = None, local_rank: int = 0) -> None:
+    """Set the launcher and work dir (``work_dirs/<config name>`` unless
+    given or set in the config) and adapt ``cfg`` to this machine."""
+    if launcher not in LAUNCHERS:
+        raise ValueError(f'launcher must be one of {LAUNCHERS}, got '
+                         f'{launcher!r}')
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        name = osp.splitext(osp.basename(config_path))[0]
+        cfg.work_dir = osp.join('work_dirs', name)
+    adapt_to_device(cfg, launcher)
