@@ -18,7 +18,7 @@ from mmpoolformer.testing import randomise
 def pair(arch='s12', **kwargs):
     torch.manual_seed(0)
     plain = randomise(PoolFormer(arch, fused=False, **kwargs))
-    fused = PoolFormer(arch, **kwargs)
+    fused = PoolFormer(arch, fused=True, **kwargs)
     fused.load_state_dict(plain.state_dict())
     return plain, fused
 
@@ -164,7 +164,8 @@ def test_compile_has_no_graph_breaks_and_matches():
 def test_second_backward_is_refused_not_wrong():
     """The backward reuses the saved activations' buffers, so a second
     backward through the same graph must fail loudly."""
-    model = PoolFormer(dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8])).train()
+    model = PoolFormer(dict(depths=[1, 1, 1, 1], dims=[8, 8, 8, 8]),
+                       fused=True).train()
     loss = sum(o.sum() for o in model(X[:1, :, :32, :32]))
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match='modified by an inplace'):

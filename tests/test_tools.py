@@ -187,3 +187,48 @@ def test_dist_train_two_cpu_processes_seg(tiny_data, tmp_path):
               env=dict(PORT='29642'))
     assert 'SyncBN layers replaced by BN' in log
     check_ranks(tmp_path)
+
+
+def test_export_onnx_segmentor_and_detector(seg_run, det_run, tmp_path):
+    """A Semantic FPN's logits and a Mask R-CNN's features and RPN maps
+    through the TorchScript exporter, checked by onnxruntime."""
+    for (cfg, work), ckpt in ((seg_run, 'iter_4.pth'),
+                              (det_run, 'epoch_2.pth')):
+        out = tmp_path / 'model.onnx'
+        log = run([cfg, str(work / ckpt), str(out), '--shape', '64', '96'],
+                  tmp_path, script='export_onnx.py')
+        assert out.stat().st_size > 0
+        diffs = [float(line.rsplit(' ', 1)[1]) for line in log.splitlines()
+                 if line.startswith('  out')]
+        assert diffs and max(diffs) <= 1e-4, log
+
+
+def test_get_flops_whole_model_and_backbone(tmp_path):
+    """The fused path never hides FLOPs: forcing it gives the op-by-op
+    count, for a whole detector and for the backbone at 224x224."""
+    cfg = osp.join(REPO, 'configs', 'detection', 'retinanet_poolformer_s12.py')
+
+    def gflops(*args):
+        log = run([cfg, *args], tmp_path, script='get_flops.py')
+        (line, ) = [ln for ln in log.splitlines() if 'FLOPs' in ln]
+        return float(line.split()[1])
+
+    whole = gflops('--shape', '224', '224', '--cfg-options',
+                   'model.backbone.fused=False')
+    assert whole == gflops('--shape', '224', '224', '--cfg-options',
+                           'model.backbone.fused=True')
+    backbone = gflops('--shape', '224', '224', '--part', 'backbone')
+    assert backbone == pytest.approx(1.82, abs=0.005) and whole > backbone
+
+
+def test_mmdet_own_benchmark_tool_runs(tiny_data, tmp_path):
+    """mmdet's analysis_tools/benchmark.py (shipped in the package) imports
+    psutil at module level; its dataloader task runs on CPU."""
+    import mmdet
+    tool = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
+                    'analysis_tools', 'benchmark.py')
+    cfg = shapes_config(tmp_path / 'cfg.py', 'det', tiny_data)
+    log = run([sys.executable, tool, cfg, '--task', 'dataloader',
+               '--max-iter', '3', '--num-warmup', '1', '--log-interval', '1',
+               '--work-dir', str(tmp_path)], tmp_path)
+    assert 'Overall fps' in log

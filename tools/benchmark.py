@@ -1,12 +1,15 @@
 """Benchmark PoolFormer backbones: ours against mmpretrain's and timm's.
 
-    python tools/benchmark.py [--arch s12 ...] [--cases det seg] [--runs 5]
+    python tools/benchmark.py [--arch s12 ...] [--cases det2 seg4] [--runs 5]
 
-For each case (det: 2 x 3 x 800 x 1216, seg: 4 x 3 x 512 x 512) it measures,
-in one process and interleaved, the median forward and forward+backward time
-of every implementation, all holding the same weights (outputs are checked to
-agree before anything is timed), plus the "GEMM floor": the blocks' 1x1
-convolutions alone as matrix products, which no fp32 implementation can beat.
+For each case (det1/det2: batch 1/2 at 3 x 800 x 1216, detection's size;
+seg1/seg4: batch 1/4 at 3 x 512 x 512, segmentation's) it measures, in one
+process and interleaved, the median forward (inference, no autograd) and
+forward+backward (training) time of every implementation, all holding the
+same weights (outputs are checked to agree before anything is timed): ours
+by default (``fused='auto'``) and with each path forced, mmpretrain's,
+timm's, and the "GEMM floor": the blocks' 1x1 convolutions alone as matrix
+products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
 implementation (growth of the RSS high-water mark on CPU, allocator peak on
 CUDA). ``--compile`` adds ours and timm's under ``torch.compile``. On CUDA,
@@ -33,7 +36,9 @@ from mmpoolformer.testing import (TimmFeatures, mmpretrain_poolformer,
                                   official_state, timm_poolformer)
 from mmpoolformer.weights import convert
 
-CASES = dict(det=(2, 3, 800, 1216), seg=(4, 3, 512, 512))
+CASES = dict(det1=(1, 3, 800, 1216), det2=(2, 3, 800, 1216),
+             seg1=(1, 3, 512, 512), seg4=(4, 3, 512, 512))
+PEERS = ('mmpretrain', 'timm')  # eager references; compiled timm is a row
 
 
 class GemmFloor(nn.Module):
@@ -73,13 +78,16 @@ def build(arch, compile=False):
     ref = mmpretrain_poolformer(arch, fresh_norms=True)
     state, _, _ = convert({f'backbone.{k}': v
                            for k, v in ref.state_dict().items()})
-    ours = PoolFormer(arch)
-    ours.load_state_dict(state)
-    ours_cp = PoolFormer(arch, with_cp=True)
-    ours_cp.load_state_dict(state)
+    impls = {}
+    for name, kwargs in [('mmpoolformer', {}),
+                         ('mmpoolformer fused=True', dict(fused=True)),
+                         ('mmpoolformer fused=False', dict(fused=False)),
+                         ('mmpoolformer with_cp', dict(with_cp=True))]:
+        impls[name] = PoolFormer(arch, **kwargs)
+        impls[name].load_state_dict(state)
     timm = TimmFeatures(timm_poolformer(arch, official_state(ref)))
-    impls = {'mmpoolformer': ours, 'mmpoolformer with_cp': ours_cp,
-             'mmpretrain': ref, 'timm': timm, 'GEMM floor': GemmFloor(ours)}
+    impls.update({'mmpretrain': ref, 'timm': timm,
+                  'GEMM floor': GemmFloor(impls['mmpoolformer'])})
     if compile:
         compiled = PoolFormer(arch, torch_compile=True)
         compiled.load_state_dict(state)
@@ -206,21 +214,22 @@ def main(argv=None):
                 shape = CASES[case]
                 t = time_all(impls, shape, device, args.runs, args.warmup,
                              amp)
-                # the eager references; compiled timm is a row of its own
-                refs = ['mmpretrain', 'timm']
-                fastest = min(refs, key=lambda k: t[(k, True)])
+                # ratios to the fastest peer in each column
+                best = {b: min(t[(k, b)] for k in PEERS)
+                        for b in (False, True)}
                 print(f'### {arch} {case} {"x".join(map(str, shape))}'
                       f'{" bf16 autocast" if amp else " fp32"}\n')
-                print('| implementation | forward ms | fwd+bwd ms | '
-                      f'fwd+bwd vs {fastest} | peak MB (fwd+bwd) |')
-                print('|---|---|---|---|---|')
+                print('| implementation | forward ms | fwd+bwd ms | forward '
+                      'vs fastest peer | fwd+bwd vs fastest peer | peak MB '
+                      '(fwd+bwd) |')
+                print('|---|---|---|---|---|---|')
                 for name in impls:
-                    mem = '-' if args.no_memory else \
-                        f'{peak_memory(arch, name, case, args.device, amp):.0f}'
-                    ratio = t[(fastest, True)] / t[(name, True)]
+                    mem = '-' if args.no_memory else '%.0f' % peak_memory(
+                        arch, name, case, args.device, amp)
                     print(f'| {name} | {1e3 * t[(name, False)]:.0f} | '
-                          f'{1e3 * t[(name, True)]:.0f} | {ratio:.2f}x | '
-                          f'{mem} |')
+                          f'{1e3 * t[(name, True)]:.0f} | '
+                          f'{best[False] / t[(name, False)]:.2f}x | '
+                          f'{best[True] / t[(name, True)]:.2f}x | {mem} |')
                 print()
 
 

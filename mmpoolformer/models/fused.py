@@ -172,17 +172,49 @@ class FusedBlock(torch.autograd.Function):
         return (dx, da, dw1, db1, dw2, db2, None, None, None, None, None)
 
 
-def applies(x: torch.Tensor, training: bool, dropout: float) -> bool:
-    """Whether a forward of the backbone on ``x`` can run the fast path.
+MODES = (True, False, 'auto')
+# torch.fx's own test (torch.export counts as compiling, above)
+_fx_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing',
+                      torch.fx._symbolic_trace.is_fx_tracing)
 
-    Not under ``torch.compile``: inductor fuses the op-by-op block better and
-    cannot trace ``out=`` arguments. Not under autocast: the op-by-op block
-    gets autocast's per-op dtypes, the fast one would compute in its input's
-    dtype. Not with MLP dropout in training, which the fast path leaves out.
+
+def _tracing() -> bool:
+    """Whether the forward is being traced rather than run: TorchScript
+    (``torch.jit.trace``/``script``, the TorchScript ONNX exporter, and
+    mmengine's FLOP counter, which traces with ``torch.jit``), dynamo
+    (``torch.compile``, ``torch.export`` and the dynamo ONNX exporter) or
+    ``torch.fx``. A tracer sees the autograd function as one opaque node:
+    exporters fail on it, FLOP counters skip it, and inductor fuses the
+    op-by-op block better than the hand-fused one."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export()
+            or torch.compiler.is_compiling() or _fx_tracing())
+
+
+def _wins(x: torch.Tensor) -> bool:
+    """Where the fast path is faster than the op-by-op block, as measured by
+    ``tools/benchmark.py`` (docs/benchmarks.md): on CPU, in training
+    (forward and backward) from batch 2 on. At batch 1, and for inference,
+    the op-by-op block was as fast or faster. Other devices run the op-by-op
+    block until a measurement there shows otherwise."""
+    return x.device.type == 'cpu' and torch.is_grad_enabled() and \
+        x.shape[0] >= 2
+
+
+def applies(mode, x: torch.Tensor, training: bool, dropout: float) -> bool:
+    """Whether the backbone's forward on ``x`` runs the fast path, for
+    ``mode`` True (wherever it can run), 'auto' (where it can run and is
+    faster: :func:`_wins`) or False (never).
+
+    It cannot run while traced (:func:`_tracing`); under autocast, where
+    the op-by-op block gets autocast's per-op dtypes and the fast one would
+    compute in its input's dtype; with MLP dropout in training, which it
+    leaves out; or on an empty batch.
     """
-    return not (torch.compiler.is_compiling()
-                or torch.is_autocast_enabled(x.device.type)
-                or (training and dropout > 0))
+    if not mode or _tracing() or torch.is_autocast_enabled(x.device.type) \
+            or (training and dropout > 0) or x.shape[0] == 0:
+        return False
+    return mode is True or _wins(x)
 
 
 def _keep_factor(block, x: torch.Tensor):

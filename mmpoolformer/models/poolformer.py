@@ -141,11 +141,14 @@ class PoolFormer(DenseBackbone):
             in eval mode during training. Defaults to False.
         with_cp (bool): Gradient checkpointing per block, trading compute
             for memory. Defaults to False.
-        fused (bool): Run blocks through the fast path
+        fused (bool | str): Whether blocks run the fast path
             (:mod:`mmpoolformer.models.fused`) on channels-last maps: the
             same function (fp32 differences ~1e-6), fewer passes over
-            memory, a hand-written backward. Only used with GroupNorm(1);
-            False runs the op-by-op block. Defaults to True.
+            memory, a hand-written backward. 'auto' runs it where it is
+            faster (CPU training from batch 2 on), True wherever it can run,
+            False never. It never runs under tracing, export, FLOP
+            counting, ``torch.compile`` or autocast, and needs GroupNorm(1)
+            norms. Defaults to 'auto'.
         torch_compile (bool | dict): Compile the backbone with
             ``torch.compile`` (a dict is passed as its options, e.g.
             ``dict(dynamic=True)``). Compiled blocks run op by op, which
@@ -186,7 +189,7 @@ class PoolFormer(DenseBackbone):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 fused: bool = True,
+                 fused: Union[bool, str] = 'auto',
                  torch_compile: Union[bool, dict] = False,
                  drop_rate: float = 0.,
                  drop_path_rate: float = 0.,
@@ -228,10 +231,14 @@ class PoolFormer(DenseBackbone):
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm_layer(norm_cfg, self.dims[i])[1])
+        if not any(fused is m for m in fast.MODES):
+            raise ValueError(f'fused must be one of {fast.MODES}, got '
+                             f'{fused!r}')
         # The fast path folds GroupNorm(1)'s affine into its neighbours.
         norm = self.stages[0].blocks[0].norm1
-        self.fused = bool(fused) and isinstance(norm, nn.GroupNorm) and \
-            norm.num_groups == 1 and norm.affine
+        gn1 = isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and \
+            norm.affine
+        self.fused = fused if gn1 else False
         self._freeze_stages()
         if torch_compile:
             self.compile(**(torch_compile if isinstance(torch_compile, dict)
@@ -263,7 +270,7 @@ class PoolFormer(DenseBackbone):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self._pad_input(x)
-        fused = self.fused and fast.applies(x, self.training, self.dropout)
+        fused = fast.applies(self.fused, x, self.training, self.dropout)
         if fused:
             # convs then emit channels-last maps, which the fused blocks
             # read as [N, HW, C] matrices without copies

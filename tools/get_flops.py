@@ -1,0 +1,56 @@
+"""FLOPs and parameters of a detector, segmentor or its backbone, counted by
+mmengine's analysis module (FLOPs are multiply-adds, as the paper counts).
+
+    python tools/get_flops.py CONFIG [--shape H W] [--part backbone|model]
+
+mmseg 1.2.2's own get_flops.py fails on this stack ("input_shape" and
+"inputs" cannot be both set) and mmdet's reads the dataset from disk; this
+one needs neither. A two-stage detector is counted whole (1000 proposals
+through the RoI head), as mmdet counts it.
+"""
+import argparse
+
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmengine.config import DictAction
+
+from cli import DEFAULT_SHAPES, RawOutputs, build_model, det_samples
+
+
+def count(config, shape=None, part='model', cfg_options=None):
+    """Returns (flops, params, (H, W)) of ``config``'s model."""
+    model, cfg = build_model(config, cfg_options=cfg_options)
+    shape = tuple(shape or DEFAULT_SHAPES[cfg.default_scope])
+    samples = None
+    wrapper = RawOutputs(model, part)
+    if part == 'model' and wrapper.two_stage:
+        samples = det_samples(1, shape)
+    wrapper = RawOutputs(model, part, samples)
+    x = torch.randn(1, 3, *shape)
+    with torch.no_grad():
+        info = get_model_complexity_info(wrapper, inputs=(x, ),
+                                         show_table=False, show_arch=False)
+    module = model.backbone if part == 'backbone' else model
+    params = sum(p.numel() for p in module.parameters())
+    return info['flops'], params, shape
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('config')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input size (default: 800 1344 for detection, '
+                        '512 512 for segmentation)')
+    parser.add_argument('--part', default='model',
+                        choices=['model', 'backbone'])
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    args = parser.parse_args(argv)
+    flops, params, shape = count(args.config, args.shape, args.part,
+                                 args.cfg_options)
+    print(f'{args.config} ({args.part}), input 1x3x{shape[0]}x{shape[1]}:')
+    print(f'  FLOPs  {flops / 1e9:.2f} G (multiply-adds)')
+    print(f'  params {params / 1e6:.2f} M')
+
+
+if __name__ == '__main__':
+    main()
