@@ -55,8 +55,11 @@ def read_checkpoint(path: str) -> dict:
     return ckpt
 
 
-def _unwrap(ckpt: dict) -> Tuple[Dict[str, torch.Tensor], List[str]]:
-    """Return the backbone's tensors and the keys dropped on the way."""
+def _unwrap(ckpt: dict, prefix: Optional[str] = None
+            ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Return the backbone's tensors and the keys dropped on the way: those
+    under ``prefix`` if given (mmengine's ``Pretrained`` meaning), else those
+    under ``backbone.`` if any, else all."""
     for key in ('state_dict', 'model'):
         if isinstance(ckpt.get(key), dict):
             ckpt = ckpt[key]
@@ -68,11 +71,16 @@ def _unwrap(ckpt: dict) -> Tuple[Dict[str, torch.Tensor], List[str]]:
                 f'key {k!r} holds a {type(v).__name__}, not a tensor: this '
                 f'is not a state dict')
         state[re.sub(r'^module\.', '', k)] = v
-    dropped = []
-    if any(k.startswith('backbone.') for k in state):
-        dropped = [k for k in state if not k.startswith('backbone.')]
-        state = {k[len('backbone.'):]: v for k, v in state.items()
-                 if k.startswith('backbone.')}
+    if prefix is None:
+        prefix = 'backbone.' if any(k.startswith('backbone.')
+                                    for k in state) else ''
+    elif not any(k.startswith(prefix) for k in state):
+        raise CheckpointFormatError(
+            f'no key starts with prefix {prefix!r} (first keys: '
+            f'{sorted(state)[:5]})')
+    dropped = [k for k in state if not k.startswith(prefix)]
+    state = {k[len(prefix):]: v for k, v in state.items()
+             if k.startswith(prefix)}
     return state, dropped
 
 
@@ -122,13 +130,15 @@ def _rename(key: str, fmt: str, classifier: bool) -> Optional[str]:
     return key
 
 
-def convert(ckpt: dict) -> Tuple[Dict[str, torch.Tensor], List[str], str]:
-    """Convert a checkpoint dict to mmpoolformer's backbone layout.
+def convert(ckpt: dict, prefix: Optional[str] = None
+            ) -> Tuple[Dict[str, torch.Tensor], List[str], str]:
+    """Convert a checkpoint dict (the backbone's keys under ``prefix``, see
+    :func:`_unwrap`) to mmpoolformer's backbone layout.
 
     Returns:
         (state_dict, dropped_keys, format_name)
     """
-    state, dropped = _unwrap(ckpt)
+    state, dropped = _unwrap(ckpt, prefix)
     fmt = detect_format(state)
     if fmt is None:
         sample = sorted(state)[:5]
@@ -156,13 +166,19 @@ def _not_built(key: str, model) -> bool:
     return bool(m) and int(m.group(1)) not in model.out_indices
 
 
-def load_pretrained(model, path: str, logger: str = 'current') -> None:
-    """Load PoolFormer weights from ``path`` (file or URL) into ``model``.
+def load_pretrained(model, path: str, prefix: Optional[str] = None,
+                    logger: str = 'current') -> None:
+    """Load PoolFormer weights from ``path`` (file or URL; the keys under
+    ``prefix`` if given) into ``model``.
 
     Output norms absent from ImageNet checkpoints keep their fresh init; any
     other missing or unknown key, or a shape mismatch, raises.
     """
-    state, dropped, fmt = convert(read_checkpoint(path))
+    ckpt = read_checkpoint(path)
+    try:
+        state, dropped, fmt = convert(ckpt, prefix)
+    except CheckpointFormatError as e:
+        raise CheckpointFormatError(f'{path}: {e}') from e
     own = model.state_dict()
     unused = [k for k in state if k not in own and _not_built(k, model)]
     unknown = [k for k in state if k not in own and k not in unused]

@@ -14,15 +14,16 @@ from conftest import REPO, shapes_config
 from mmpoolformer.engine import latest_good_checkpoint
 
 TRAIN = os.path.join(REPO, 'tools', 'train.py')
+DIST_TRAIN = os.path.join(REPO, 'tools', 'dist_train.sh')
 EPOCHS = 3
 
 
-def config(path, data):
+def config(path, data, **randomness):
     # drop path and random flips make the run depend on every RNG
     return shapes_config(
         path, 'det', data, model=dict(backbone=dict(drop_path_rate=0.2)),
         train_cfg=dict(max_epochs=EPOCHS, val_interval=1),
-        randomness=dict(seed=3, deterministic=True),
+        randomness=dict(seed=3, deterministic=True, **randomness),
         default_hooks=dict(checkpoint=dict(interval=1)))
 
 
@@ -51,10 +52,10 @@ def reference(tiny_data, tmp_path_factory):
     return cfg, tmp / 'work'
 
 
-def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
-    cfg, ref = reference
-    work = tmp_path / 'work'
-    proc = subprocess.Popen(train_cmd(cfg, work), cwd=tmp_path,
+def kill_after_first_checkpoint(cmd, work, cwd, env=None):
+    """Run ``cmd`` and SIGKILL it, with all its processes, as soon as its
+    first checkpoint is complete."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
@@ -62,13 +63,47 @@ def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
     while not (work / 'last_checkpoint').exists() and proc.poll() is None:
         assert time.time() < deadline
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    assert (work / 'last_checkpoint').exists(), 'the run failed'
     assert not (work / f'epoch_{EPOCHS}.pth').exists(), 'killed too late'
-    out = subprocess.run(train_cmd(cfg, work, '--resume'), cwd=tmp_path,
+
+
+def resume(cmd, cwd, env=None):
+    out = subprocess.run(cmd + ['--resume'], cwd=cwd, env=env,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'Resuming from' in out.stdout + out.stderr
+
+
+def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
+    cfg, ref = reference
+    work = tmp_path / 'work'
+    kill_after_first_checkpoint(train_cmd(cfg, work), work, tmp_path)
+    resume(train_cmd(cfg, work), tmp_path)
+    assert_same_weights(work / f'epoch_{EPOCHS}.pth',
+                        ref / f'epoch_{EPOCHS}.pth')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='CPU data-parallel')
+def test_two_processes_sigkill_then_resume(tiny_data, tmp_path):
+    """``dist_train.sh CONFIG 2`` with drop path and ``diff_rank_seed``:
+    each rank draws its own random numbers, and each gets its own back."""
+    cfg = config(tmp_path / 'cfg.py', tiny_data, diff_rank_seed=True)
+
+    def dist(work, port):
+        env = dict(os.environ, PYTHON=sys.executable, PORT=str(port))
+        return ['bash', DIST_TRAIN, cfg, '2', '--work-dir', str(work)], env
+
+    ref = tmp_path / 'ref'
+    cmd, env = dist(ref, 29651)
+    subprocess.run(cmd, cwd=tmp_path, env=env, check=True,
+                   capture_output=True)
+    work = tmp_path / 'work'
+    cmd, env = dist(work, 29652)
+    kill_after_first_checkpoint(cmd, work, tmp_path, env)
+    cmd, env = dist(work, 29653)
+    resume(cmd, tmp_path, env)
     assert_same_weights(work / f'epoch_{EPOCHS}.pth',
                         ref / f'epoch_{EPOCHS}.pth')
 

@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 import torch
+from mmengine.dist import all_gather_object, get_rank, get_world_size
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
@@ -62,6 +63,12 @@ def _get_states():
     return states
 
 
+def _same(a, b) -> bool:
+    return a['python'] == b['python'] and \
+        torch.equal(a['torch'], b['torch']) and \
+        all(np.array_equal(x, y) for x, y in zip(a['numpy'], b['numpy']))
+
+
 def _set_states(states):
     random.setstate(states['python'])
     np.random.set_state(states['numpy'])
@@ -72,23 +79,61 @@ def _set_states(states):
 
 @HOOKS.register_module()
 class RNGStateHook(Hook):
-    """Store Python, NumPy and torch random states in every checkpoint and
-    restore them on resume; validation leaves them untouched.
+    """Store every process's Python, NumPy and torch random states in each
+    checkpoint and give each its own back on resume; validation leaves them
+    untouched.
 
     mmengine restores weights, optimizer, schedulers and counters on resume,
     but not random states, so a resumed run drifts from one that was never
     interrupted. With this hook and ``randomness=dict(seed=...,
-    deterministic=True)`` the two end bit-identical.
+    deterministic=True)`` the two end bit-identical, in one process or
+    several (also with ``diff_rank_seed=True``, where each rank draws its
+    own numbers).
     """
 
-    priority = 'VERY_LOW'
+    # after the other hooks of an iteration, before CheckpointHook's save
+    priority = 'LOW'
+
+    def __init__(self):
+        self._gathered = None
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        # Checkpoints are saved by rank 0 alone, so every rank's states are
+        # gathered here, the last point all ranks pass before a save (a few
+        # kB per iteration).
+        if get_world_size() > 1:
+            local = _get_states()
+            self._gathered = (local, all_gather_object(local))
 
     def before_save_checkpoint(self, runner, checkpoint):
-        checkpoint['rng_states'] = _get_states()
+        local = _get_states()
+        states = [local]
+        if self._gathered is not None:
+            if _same(self._gathered[0], local):
+                states = self._gathered[1]
+            else:
+                print_log('RNGStateHook: random numbers were drawn between '
+                          'the last iteration and this checkpoint; it holds '
+                          'rank 0\'s random states only.', logger='current',
+                          level=logging.WARNING)
+        checkpoint['rng_states'] = states
 
     def after_load_checkpoint(self, runner, checkpoint):
-        if 'rng_states' in checkpoint:
-            _set_states(checkpoint['rng_states'])
+        states = checkpoint.get('rng_states')
+        if states is None:
+            return
+        if isinstance(states, dict):  # one process's (mmpoolformer 0.1)
+            states = [states]
+        rank, world = get_rank(), get_world_size()
+        if len(states) != world:
+            print_log(f'The checkpoint holds the random states of '
+                      f'{len(states)} processes, this run has {world}: '
+                      f'rank {rank} takes those of rank '
+                      f'{rank % len(states)}, and the run will not repeat '
+                      f'the interrupted one exactly.', logger='current',
+                      level=logging.WARNING)
+        _set_states(states[rank % len(states)])
 
     # A validation pass draws random numbers (a DataLoader draws its base
     # seed); a resumed run does not repeat it, so it must not count.

@@ -1,7 +1,9 @@
 """What every MetaFormer backbone here shares with the others: its contract
 with mmdet and mmseg (out_indices, frozen_stages, norm_eval, pretrained
 weights, any input size)."""
-from numbers import Integral
+import math
+import warnings
+from numbers import Integral, Real
 from typing import Tuple
 
 import torch
@@ -12,21 +14,63 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..weights import load_pretrained
 
 
+def check_number(owner: str, name: str, value, low=None, high=None,
+                 low_open=False, high_open=False) -> float:
+    """``value`` if it is a finite real number within the bounds, else a
+    ValueError naming ``owner``, ``name``, the value and the range."""
+    ok = isinstance(value, Real) and not isinstance(value, bool) and \
+        math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = '(-inf' if low is None else ('(' if low_open else '[') + \
+            str(low)
+        hi = 'inf)' if high is None else str(high) + \
+            (')' if high_open else ']')
+        raise ValueError(f'{owner}: {name} must be a number in {lo}, {hi}, '
+                         f'got {value!r}')
+    return value
+
+
 class DenseBackbone(BaseModule):
     """Base of four-stage backbones with outputs at strides 4, 8, 16, 32.
 
     A subclass builds ``self.stem``, ``self.stages`` (only up to the last
     selected output) and one ``norm{i}`` per selected output, then calls
     :meth:`_freeze_stages`.
+
+    ``init_cfg`` may be a dict or a list of dicts, as for any mmengine
+    module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix``)
+    always loads through :func:`~mmpoolformer.weights.load_pretrained`,
+    after the other entries have run. ``pretrained=PATH`` is mmseg's older
+    form of the same (mmseg's ``EncoderDecoder`` passes it down).
     """
 
     num_stages = 4
     stem_stride = 4
 
     def __init__(self, in_channels, out_indices, frozen_stages, norm_eval,
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
+                 init_cfg=None, pretrained=None):
         name = type(self).__name__
+        if pretrained is not None:
+            if init_cfg is not None:
+                raise ValueError(
+                    f'{name}: pretrained={pretrained!r} and init_cfg='
+                    f'{init_cfg!r} are both set; keep one (init_cfg='
+                    f"dict(type='Pretrained', checkpoint=...) is the current "
+                    f'form)')
+            if not isinstance(pretrained, str):
+                raise TypeError(f'{name}: pretrained must be a path or URL, '
+                                f'got {pretrained!r}')
+            warnings.warn(
+                f"{name}: pretrained is deprecated, use init_cfg=dict(type="
+                f"'Pretrained', checkpoint={pretrained!r})")
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        pretrained_cfg = self._parse_init_cfg(name, init_cfg)
+        super().__init__(init_cfg=init_cfg)
+        self._pretrained = pretrained_cfg
         self.out_indices = self._parse_out_indices(out_indices)
         if not (isinstance(frozen_stages, Integral)
                 and -1 <= frozen_stages <= self.num_stages):
@@ -55,13 +99,47 @@ class DenseBackbone(BaseModule):
                 f'{cls.num_stages - 1}, got {out_indices!r}')
         return tuple(sorted(int(i) for i in out_indices))
 
+    @staticmethod
+    def _parse_init_cfg(name, init_cfg):
+        """The ``Pretrained`` entry of ``init_cfg`` (None if there is none),
+        checked."""
+        cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else \
+            [] if init_cfg is None else [init_cfg]
+        if not all(isinstance(c, dict) and 'type' in c for c in cfgs):
+            raise TypeError(f'{name}: init_cfg must be a dict with "type" '
+                            f'or a list of them, got {init_cfg!r}')
+        found = [c for c in cfgs if c['type'] == 'Pretrained']
+        if len(found) > 1:
+            raise ValueError(f'{name}: init_cfg has {len(found)} Pretrained '
+                             f'entries, at most one is allowed: {found}')
+        if found:
+            extra = set(found[0]) - {'type', 'checkpoint', 'prefix',
+                                     'map_location'}
+            if 'checkpoint' not in found[0] or extra:
+                raise ValueError(
+                    f'{name}: a Pretrained init_cfg takes "checkpoint" and '
+                    f'optionally "prefix" (and "map_location"), got '
+                    f'{found[0]}')
+            return found[0]
+        return None
+
     def init_weights(self):
-        cfg = self.init_cfg
-        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
-            load_pretrained(self, cfg['checkpoint'])
-            self._is_init = True
-        else:
+        """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),
+        then load the pretrained checkpoint, if any, strictly."""
+        if self._pretrained is None:
+            return super().init_weights()
+        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) \
+            else [self.init_cfg]
+        full = self.init_cfg
+        self.init_cfg = [c for c in cfgs if c['type'] != 'Pretrained'] or \
+            None
+        try:
             super().init_weights()
+        finally:
+            self.init_cfg = full
+        load_pretrained(self, self._pretrained['checkpoint'],
+                        prefix=self._pretrained.get('prefix'))
+        self._is_init = True
 
     def _freeze_stages(self):
         frozen = []

@@ -11,7 +11,7 @@ from mmcv.cnn.bricks import DropPath
 
 from ..registry import register_everywhere
 from . import fused as fast
-from .base import DenseBackbone
+from .base import DenseBackbone, check_number
 
 
 class Pooling(nn.Module):
@@ -162,9 +162,13 @@ class PoolFormer(DenseBackbone):
         norm_cfg (dict): Norm layer of the blocks and outputs. Defaults to
             GroupNorm with one group (the paper's "modified layer norm").
         act_cfg (dict): MLP activation. Defaults to ``dict(type='GELU')``.
-        init_cfg (dict, optional): ``dict(type='Pretrained',
-            checkpoint=PATH_OR_URL)`` loads the official, mmpretrain, timm or
-            mmpoolformer weights (see :mod:`mmpoolformer.weights`).
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
+            checkpoint=PATH_OR_URL)`` (optionally with ``prefix``) loads the
+            official, mmpretrain, timm or mmpoolformer weights strictly (see
+            :mod:`mmpoolformer.weights`); other entries (``Kaiming``, ...)
+            run first. Defaults to None.
+        pretrained (str, optional): Deprecated (mmseg's older form):
+            the same as a ``Pretrained`` ``init_cfg``. Defaults to None.
     """
 
     arch_settings: Dict[str, dict] = {
@@ -196,13 +200,21 @@ class PoolFormer(DenseBackbone):
                  layer_scale_init_value: float = None,
                  norm_cfg: dict = dict(type='GN', num_groups=1),
                  act_cfg: dict = dict(type='GELU'),
-                 init_cfg: dict = None):
+                 init_cfg: Union[dict, list] = None,
+                 pretrained: str = None):
         super().__init__(in_channels, out_indices, frozen_stages, norm_eval,
-                         init_cfg)
+                         init_cfg, pretrained)
         arch = self._parse_arch(arch)
         self.depths, self.dims = arch['depths'], arch['dims']
         if layer_scale_init_value is None:
             layer_scale_init_value = arch.get('layer_scale_init_value', 1e-5)
+        name = type(self).__name__
+        check_number(name, 'layer_scale_init_value', layer_scale_init_value,
+                     0, low_open=True)
+        check_number(name, 'mlp_ratio', mlp_ratio, 0, low_open=True)
+        check_number(name, 'drop_rate', drop_rate, 0, 1, high_open=True)
+        check_number(name, 'drop_path_rate', drop_path_rate, 0, 1,
+                     high_open=True)
         if not (isinstance(pool_size, Integral) and pool_size > 0
                 and pool_size % 2 == 1):
             raise ValueError(
