@@ -13,7 +13,8 @@ products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
 implementation (growth of the RSS high-water mark on CPU, allocator peak on
 CUDA). ``--compile`` adds ours and timm's under ``torch.compile``. On CUDA,
-``--amp`` adds bf16 autocast rows. Prints a markdown table.
+``--amp`` adds bf16 autocast tables (and fp16 on CUDA). Prints markdown
+tables.
 
 On CPU the timings depend on the allocator: glibc returns large blocks to
 the system on free, so every iteration page-faults its activations in again.
@@ -111,8 +112,14 @@ def check_agreement(impls, device):
                 raise SystemExit(f'{name} disagrees with mmpretrain by {err}')
 
 
+AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+
+
 def step(model, x, backward, amp):
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
+    """One forward (and backward); ``amp``: None (fp32), 'bf16' or 'fp16'
+    autocast."""
+    with torch.autocast(x.device.type, AMP_DTYPES.get(amp),
+                        enabled=amp is not None):
         outs = model(x)
         if backward:
             sum(o.float().mean() for o in outs).backward()
@@ -191,7 +198,7 @@ def main(argv=None):
     parser.add_argument('--device',
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true',
-                        help='also time bf16 autocast (CUDA)')
+                        help='also time bf16 autocast (and fp16 on CUDA)')
     parser.add_argument('--compile', action='store_true',
                         help='also time ours and timm under torch.compile '
                         '(the first, untimed run compiles: minutes on CPU)')
@@ -209,7 +216,11 @@ def main(argv=None):
         for m in impls.values():
             m.to(device).train()  # mmpretrain's train() returns None
         check_agreement(impls, device)
-        for amp in ([False, True] if args.amp else [False]):
+        precisions = [None]
+        if args.amp:
+            precisions += ['bf16', 'fp16'] if device.type == 'cuda' \
+                else ['bf16']
+        for amp in precisions:
             for case in args.cases:
                 shape = CASES[case]
                 t = time_all(impls, shape, device, args.runs, args.warmup,
@@ -218,7 +229,7 @@ def main(argv=None):
                 best = {b: min(t[(k, b)] for k in PEERS)
                         for b in (False, True)}
                 print(f'### {arch} {case} {"x".join(map(str, shape))}'
-                      f'{" bf16 autocast" if amp else " fp32"}\n')
+                      f' {amp + " autocast" if amp else "fp32"}\n')
                 print('| implementation | forward ms | fwd+bwd ms | forward '
                       'vs fastest peer | fwd+bwd vs fastest peer | peak MB '
                       '(fwd+bwd) |')

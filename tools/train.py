@@ -3,13 +3,16 @@
 The config's ``default_scope`` (mmdet or mmseg) decides which library runs.
 """
 from cli import build_runner, load_config, parser
-from mmpoolformer.engine import configure_resume
+from mmpoolformer.engine import configure_resume, enable_amp
 
 
 def parse_args(argv=None):
     p = parser('Train a model')
     p.add_argument('--amp', action='store_true',
-                   help='mixed precision (needs a GPU)')
+                   help='mixed precision: bf16 where the device supports it '
+                   '(CPUs, A100, H100), else fp16 with dynamic loss scaling')
+    p.add_argument('--amp-dtype', choices=['bf16', 'fp16'],
+                   help='with --amp: this dtype (fp16 needs CUDA)')
     p.add_argument('--auto-scale-lr', action='store_true',
                    help='scale lr by total batch / base_batch_size')
     p.add_argument(
@@ -22,12 +25,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args)
-    if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA GPU; none is available')
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.amp_dtype and not args.amp:
+        raise SystemExit('--amp-dtype needs --amp')
+    amp = enable_amp(cfg, args.amp_dtype) if args.amp else None
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \
                 'base_batch_size' not in cfg.auto_scale_lr:
@@ -35,7 +35,10 @@ def main(argv=None):
                              'auto_scale_lr.base_batch_size')
         cfg.auto_scale_lr.enable = True
     configure_resume(cfg, args.resume)
-    build_runner(cfg).train()
+    runner = build_runner(cfg)
+    if amp:
+        runner.logger.info(amp)
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -32,3 +32,6 @@ optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# Stop, naming the iteration, if the loss stops being finite (fp16 loss
+# scaling: log the skipped step instead).
+custom_hooks = [dict(type='FiniteLossHook')]

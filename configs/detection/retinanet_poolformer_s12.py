@@ -37,3 +37,6 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
 # 8 GPUs x 2 images; --auto-scale-lr rescales lr for other totals.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# Stop, naming the iteration, if the loss stops being finite (fp16 loss
+# scaling: log the skipped step instead).
+custom_hooks = [dict(type='FiniteLossHook')]

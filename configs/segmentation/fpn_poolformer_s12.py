@@ -53,3 +53,6 @@ param_scheduler = [
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000))
+# Stop, naming the iteration, if the loss stops being finite (fp16 loss
+# scaling: log the skipped step instead).
+custom_hooks = [dict(type='FiniteLossHook')]

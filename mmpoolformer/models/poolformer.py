@@ -98,6 +98,12 @@ class PoolFormerStage(nn.Module):
 
     def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
         x = self.downsample(x)
+        if torch.is_autocast_enabled(x.device.type):
+            # The residual stream in fp32 under autocast: the convs emit
+            # bf16/fp16, and autocast leaves GroupNorm and the pooling in
+            # their input's dtype, where pool(x) - x, a small difference of
+            # large numbers, loses most of its bits.
+            x = x.float()
         checkpoint = self.with_cp and self.training and \
             torch.is_grad_enabled()
         for block in self.blocks:
