@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..weights import load_pretrained
+from ..weights import convert, load_pretrained
 
 
 def check_number(owner: str, name: str, value, low=None, high=None,
@@ -50,6 +50,9 @@ class DenseBackbone(BaseModule):
 
     num_stages = 4
     stem_stride = 4
+    #: Reads a checkpoint dict into this backbone's layout (see
+    #: :mod:`mmpoolformer.weights`): PoolFormer v1's layouts here.
+    convert_checkpoint = staticmethod(convert)
 
     def __init__(self, in_channels, out_indices, frozen_stages, norm_eval,
                  init_cfg=None, pretrained=None):
