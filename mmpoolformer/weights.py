@@ -171,6 +171,13 @@ def _rename(key: str, fmt: str, classifier: bool) -> Optional[str]:
     return key
 
 
+def _unrecognised(state, family: str, formats,
+                  hint: str = '') -> CheckpointFormatError:
+    return CheckpointFormatError(
+        f'Unrecognised {family} checkpoint layout (first keys: '
+        f'{sorted(state)[:5]}); expected one of {formats}{hint}')
+
+
 def convert(ckpt: dict, prefix: Optional[str] = None
             ) -> Tuple[Dict[str, torch.Tensor], List[str], str]:
     """Convert a checkpoint dict (the backbone's keys under ``prefix``, see
@@ -182,10 +189,7 @@ def convert(ckpt: dict, prefix: Optional[str] = None
     state, dropped = _unwrap(ckpt, prefix)
     fmt = detect_format(state)
     if fmt is None:
-        sample = sorted(state)[:5]
-        raise CheckpointFormatError(
-            f'Unrecognised PoolFormer checkpoint layout (first keys: '
-            f'{sample}); expected one of {FORMATS}')
+        raise _unrecognised(state, 'PoolFormer', FORMATS)
     classifier = any(k.startswith('head.') for k in dropped) or any(
         k.startswith('head.') for k in state)
     out = {}
@@ -243,13 +247,10 @@ def convert_metaformer(
     state, dropped = _unwrap(ckpt, prefix)
     fmt = detect_metaformer_format(state)
     if fmt is None:
-        sample = sorted(state)[:5]
         hint = ''
         if detect_format(state) is not None:
             hint = '; these are PoolFormer (v1) weights, for type PoolFormer'
-        raise CheckpointFormatError(
-            f'Unrecognised MetaFormer checkpoint layout (first keys: '
-            f'{sample}); expected one of {METAFORMER_FORMATS}{hint}')
+        raise _unrecognised(state, 'MetaFormer', METAFORMER_FORMATS, hint)
     token_stages = {
         int(m.group(1)) for m in (re.match(
             r'stages\.(\d+)\.\d+\.token_mixer\.(qkv|random_matrix)', k)

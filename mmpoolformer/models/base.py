@@ -4,7 +4,7 @@ weights, any input size)."""
 import math
 import warnings
 from numbers import Integral, Real
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +125,16 @@ class DenseBackbone(BaseModule):
                     f'{found[0]}')
             return found[0]
         return None
+
+    @staticmethod
+    def _check_sizes(arch: dict) -> None:
+        """An arch dict's ``depths`` and ``dims``: 4 positive ints each."""
+        for key in ('depths', 'dims'):
+            value = arch[key]
+            if not (isinstance(value, Sequence) and len(value) == 4 and all(
+                    isinstance(v, Integral) and v > 0 for v in value)):
+                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
+                                 f'got {value!r}')
 
     def init_weights(self):
         """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),

@@ -293,6 +293,8 @@ class MetaFormer(DenseBackbone):
             'sample': GroupNorm(1)) and optionally ``layer_scale_init_value``
             (None or a float) and ``res_scale_init_values`` (4 floats or
             Nones). A family's dict needs only what differs from its own.
+            Defaults to the family's smallest arch; :class:`MetaFormer`
+            itself needs a dict.
         in_channels (int): Channels of the input image. Defaults to 3.
         input_size (int): Square input size that random mixing is built for
             (it mixes a fixed number of tokens). Defaults to 224.
@@ -317,12 +319,13 @@ class MetaFormer(DenseBackbone):
     """
 
     arch_settings: Dict[str, dict] = {}
+    default_arch: str = None
     #: What the family fixes for every arch.
     family: dict = {}
     convert_checkpoint = staticmethod(convert_metaformer)
 
     def __init__(self,
-                 arch: Union[str, dict],
+                 arch: Union[str, dict] = None,
                  in_channels: int = 3,
                  input_size: int = 224,
                  out_indices: Sequence[int] = (0, 1, 2, 3),
@@ -389,6 +392,8 @@ class MetaFormer(DenseBackbone):
     @classmethod
     def _parse_arch(cls, arch) -> dict:
         name = cls.__name__
+        if arch is None:
+            arch = cls.default_arch
         if isinstance(arch, str):
             if arch.lower() not in cls.arch_settings:
                 raise ValueError(
@@ -396,7 +401,7 @@ class MetaFormer(DenseBackbone):
                     f'{sorted(cls.arch_settings)} or pass a dict')
             arch = cls.arch_settings[arch.lower()]
         elif not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {arch!r}')
+            raise TypeError(f'{name} needs arch, a str or dict; got {arch!r}')
         arch = dict(dict(layer_scale_init_value=None,
                          res_scale_init_values=(None, None, 1.0, 1.0)),
                     **cls.family, **arch)
@@ -409,12 +414,7 @@ class MetaFormer(DenseBackbone):
                 f'{name} arch dict: missing keys {sorted(missing)}, unknown '
                 f'keys {sorted(unknown)}; it takes {sorted(required)} and '
                 f'optionally {sorted(allowed - required)}')
-        for key in ('depths', 'dims'):
-            value = arch[key]
-            if not (isinstance(value, Sequence) and len(value) == 4 and all(
-                    isinstance(v, Integral) and v > 0 for v in value)):
-                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
-                                 f'got {value!r}')
+        cls._check_sizes(arch)
         mixers = arch['token_mixers']
         if isinstance(mixers, str):
             mixers = (mixers, ) * 4
@@ -473,10 +473,8 @@ class PoolFormerV2(MetaFormer):
     'm36', 'm48'."""
 
     arch_settings = POOLFORMER_SIZES
+    default_arch = 's12'
     family = dict(token_mixers='pooling', norm='sample')
-
-    def __init__(self, arch: Union[str, dict] = 's12', **kwargs):
-        super().__init__(arch, **kwargs)
 
 
 @register_everywhere
@@ -486,10 +484,8 @@ class IdentityFormer(MetaFormer):
     'm36', 'm48'."""
 
     arch_settings = POOLFORMER_SIZES
+    default_arch = 's12'
     family = dict(token_mixers='identity', norm='sample')
-
-    def __init__(self, arch: Union[str, dict] = 's12', **kwargs):
-        super().__init__(arch, **kwargs)
 
 
 @register_everywhere
@@ -501,11 +497,9 @@ class RandFormer(MetaFormer):
     'm36', 'm48'."""
 
     arch_settings = POOLFORMER_SIZES
+    default_arch = 's12'
     family = dict(token_mixers=('identity', 'identity', 'random', 'random'),
                   norm='sample')
-
-    def __init__(self, arch: Union[str, dict] = 's12', **kwargs):
-        super().__init__(arch, **kwargs)
 
 
 @register_everywhere
@@ -515,10 +509,8 @@ class ConvFormer(MetaFormer):
     's36', 'm36', 'b36'."""
 
     arch_settings = CONVFORMER_SIZES
+    default_arch = 's18'
     family = dict(token_mixers='sepconv', norm='channel')
-
-    def __init__(self, arch: Union[str, dict] = 's18', **kwargs):
-        super().__init__(arch, **kwargs)
 
 
 @register_everywhere
@@ -528,8 +520,6 @@ class CAFormer(MetaFormer):
     arguments; archs 's18', 's36', 'm36', 'b36'."""
 
     arch_settings = CONVFORMER_SIZES
+    default_arch = 's18'
     family = dict(token_mixers=('sepconv', 'sepconv', 'attention',
                                 'attention'), norm='channel')
-
-    def __init__(self, arch: Union[str, dict] = 's18', **kwargs):
-        super().__init__(arch, **kwargs)
