@@ -336,8 +336,9 @@ def test_randformer_size_is_fixed():
 
 
 def test_randformer_classifier_at_224():
-    import mmpretrain.models  # noqa: F401  (registers ImageClassifier)
+    from mmengine.registry import init_default_scope
     from mmpretrain.registry import MODELS
+    init_default_scope('mmpretrain')
     clf = MODELS.build(dict(
         type='ImageClassifier',
         backbone=dict(type='mmpoolformer.RandFormer', arch='s12',
