@@ -378,6 +378,7 @@ def test_registered_everywhere():
      r"unknown keys \['mlp'\]"),
     (CAFormer, dict(out_indices=(4, )), r'out_indices.*\(4,\)'),
     (RandFormer, dict(input_size=0), r'input_size.*0'),
+    (ConvFormer, dict(drop_path_rate=1.5), r'drop_path_rate.*1\.5'),
 ])
 def test_bad_arguments(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):

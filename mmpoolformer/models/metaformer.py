@@ -20,7 +20,7 @@ from mmcv.cnn.bricks import DropPath
 
 from ..registry import register_everywhere
 from ..weights import convert_metaformer
-from .base import DenseBackbone
+from .base import DenseBackbone, check_number
 from .poolformer import Pooling
 
 
@@ -312,10 +312,14 @@ class MetaFormer(DenseBackbone):
         norm_cfg (dict, optional): Output norms. Defaults to the blocks'
             kind: ``dict(type='ChannelNorm', eps=1e-6)`` or
             ``dict(type='GN', num_groups=1)``.
-        init_cfg (dict, optional): ``dict(type='Pretrained',
-            checkpoint=PATH_OR_URL)`` loads timm, official (sail-sg/metaformer)
-            or mmpoolformer weights, ``.pth`` or ``.safetensors``
-            (see :mod:`mmpoolformer.weights`).
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
+            checkpoint=PATH_OR_URL)`` (optionally with ``prefix``) loads
+            timm, official (sail-sg/metaformer) or mmpoolformer weights,
+            ``.pth`` or ``.safetensors``, strictly (see
+            :mod:`mmpoolformer.weights`); other entries run first.
+            Defaults to None.
+        pretrained (str, optional): Deprecated (mmseg's older form):
+            the same as a ``Pretrained`` ``init_cfg``. Defaults to None.
     """
 
     arch_settings: Dict[str, dict] = {}
@@ -334,9 +338,12 @@ class MetaFormer(DenseBackbone):
                  with_cp: bool = False,
                  drop_path_rate: float = 0.,
                  norm_cfg: dict = None,
-                 init_cfg: dict = None):
+                 init_cfg: Union[dict, list] = None,
+                 pretrained: str = None):
         super().__init__(in_channels, out_indices, frozen_stages, norm_eval,
-                         init_cfg)
+                         init_cfg, pretrained)
+        check_number(type(self).__name__, 'drop_path_rate', drop_path_rate, 0,
+                     1, high_open=True)
         arch = self._parse_arch(arch)
         self.depths, self.dims = arch['depths'], arch['dims']
         self.token_mixers = arch['token_mixers']
