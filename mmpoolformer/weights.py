@@ -1,7 +1,9 @@
-"""Reading PoolFormer ImageNet weights in any of the published layouts.
+"""Reading ImageNet weights of PoolFormer and the MetaFormer baselines in any
+of the published layouts.
 
-Recognised layouts (after unwrapping ``state_dict``/``model`` and stripping
-``module.`` and ``backbone.`` prefixes):
+PoolFormer (v1) layouts (:func:`convert`; all layouts are read after
+unwrapping ``state_dict``/``model`` and stripping ``module.`` and
+``backbone.`` prefixes):
 
 * official (sail-sg/poolformer): ``patch_embed.proj``, ``network.{0..6}``,
   classifier ``norm`` and ``head``;
@@ -12,47 +14,86 @@ Recognised layouts (after unwrapping ``state_dict``/``model`` and stripping
 * mmpoolformer: ``stem``, ``stages.{s}.downsample``, ``stages.{s}.blocks.{j}``,
   output norms ``norm{0..3}``.
 
+The MetaFormer baselines (PoolFormerV2, ConvFormer, CAFormer, ...) read their
+own layouts (:func:`convert_metaformer`):
+
+* official (sail-sg/metaformer): ``downsample_layers.{0..3}`` (``conv``,
+  ``pre_norm``/``post_norm``), ``stages.{s}.{j}``, channels-last
+  ``nn.Linear`` MLPs and pointwise convs, classifier ``norm`` and ``head``;
+* timm: ours (below) plus the classifier ``head``;
+* mmpoolformer: ``stem.{conv,norm}``, ``stages.{s}.downsample.{norm,conv}``,
+  ``stages.{s}.blocks.{j}``, output norms ``norm{0..3}``; 1x1 convs in the
+  MLPs of stages whose mixer is convolutional or pooling or identity,
+  ``nn.Linear`` where it works on tokens (attention ``qkv``, random mixing
+  ``random_matrix``), as timm has them.
+
+Files are ``.pth`` (torch's weights-only loader) or ``.safetensors``, paths or
+URLs. The backbone names the layouts it reads (``convert_checkpoint``), so
+PoolFormer v1 and v2 checkpoints, which share key names, are never mixed up.
+
 Classifier weights (and a detector's neck and heads) are dropped. Loading into
 a model is strict about everything else: a shape mismatch, a missing block or
 an unknown key is an error, never a silent skip.
 """
+import os
 import re
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
 
 FORMATS = ('official', 'mmpretrain', 'timm', 'mmpoolformer')
+METAFORMER_FORMATS = ('official', 'timm', 'mmpoolformer')
 
 
 class CheckpointFormatError(ValueError):
-    """A checkpoint that cannot be read as PoolFormer weights."""
+    """A checkpoint that cannot be read as the target backbone's weights."""
 
 
 def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file or URL with torch's safe (weights-only) loader.
+    """Load a checkpoint file or URL: ``.safetensors`` with the safetensors
+    library, anything else with torch's safe (weights-only) loader. Neither
+    can run code.
 
     Raises:
         FileNotFoundError / CheckpointFormatError naming ``path``.
     """
     try:
-        ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+        if str(path).endswith('.safetensors'):
+            ckpt = _read_safetensors(str(path))
+        else:
+            ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
     except FileNotFoundError as e:
-        raise FileNotFoundError(f'PoolFormer checkpoint not found: {path}') \
-            from e
+        raise FileNotFoundError(f'Checkpoint not found: {path}') from e
     except Exception as e:  # noqa: BLE001 - re-raised with the path
         hint = ''
         if '://' in str(path):
             hint = (' (offline? download it elsewhere and set '
                     'model.backbone.init_cfg.checkpoint to the local file)')
         raise CheckpointFormatError(
-            f'Cannot read PoolFormer checkpoint {path}: '
+            f'Cannot read checkpoint {path}: '
             f'{type(e).__name__}: {e}{hint}') from e
     if not isinstance(ckpt, dict):
         raise CheckpointFormatError(
             f'{path} holds a {type(ckpt).__name__}, not a state dict')
     return ckpt
+
+
+def _read_safetensors(path: str) -> dict:
+    from safetensors.torch import load_file
+    if '://' in path:
+        # hub files share the name model.safetensors: cache by URL path
+        url = path
+        name = '_'.join(urlparse(url).path.strip('/').split('/'))
+        path = os.path.join(torch.hub.get_dir(), 'checkpoints', name)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            torch.hub.download_url_to_file(url, path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(path)
+    return load_file(path)
 
 
 def _unwrap(ckpt: dict, prefix: Optional[str] = None
@@ -130,6 +171,13 @@ def _rename(key: str, fmt: str, classifier: bool) -> Optional[str]:
     return key
 
 
+def _unrecognised(state, family: str, formats,
+                  hint: str = '') -> CheckpointFormatError:
+    return CheckpointFormatError(
+        f'Unrecognised {family} checkpoint layout (first keys: '
+        f'{sorted(state)[:5]}); expected one of {formats}{hint}')
+
+
 def convert(ckpt: dict, prefix: Optional[str] = None
             ) -> Tuple[Dict[str, torch.Tensor], List[str], str]:
     """Convert a checkpoint dict (the backbone's keys under ``prefix``, see
@@ -141,10 +189,7 @@ def convert(ckpt: dict, prefix: Optional[str] = None
     state, dropped = _unwrap(ckpt, prefix)
     fmt = detect_format(state)
     if fmt is None:
-        sample = sorted(state)[:5]
-        raise CheckpointFormatError(
-            f'Unrecognised PoolFormer checkpoint layout (first keys: '
-            f'{sample}); expected one of {FORMATS}')
+        raise _unrecognised(state, 'PoolFormer', FORMATS)
     classifier = any(k.startswith('head.') for k in dropped) or any(
         k.startswith('head.') for k in state)
     out = {}
@@ -155,6 +200,77 @@ def convert(ckpt: dict, prefix: Optional[str] = None
         else:
             out[new] = value
     return out, dropped, fmt
+
+
+def detect_metaformer_format(keys) -> Optional[str]:
+    """Name the layout of MetaFormer-baseline keys (prefixes stripped)."""
+    keys = set(keys)
+    if 'downsample_layers.0.conv.weight' in keys:
+        return 'official'
+    if 'stem.norm.weight' in keys:
+        return 'timm' if any(k.startswith('head.') for k in keys) \
+            else 'mmpoolformer'
+    return None
+
+
+def _from_official(key: str, value: torch.Tensor,
+                   token_stages) -> Tuple[str, torch.Tensor]:
+    """Map one official MetaFormer key (and its Linear weight, where our
+    layout has a 1x1 conv) to mmpoolformer's layout."""
+    m = re.match(r'downsample_layers\.(\d+)\.(pre_norm|post_norm|conv)\.(.*)',
+                 key)
+    if m:
+        idx, part, rest = int(m.group(1)), m.group(2), m.group(3)
+        where = 'stem' if idx == 0 else f'stages.{idx}.downsample'
+        return f'{where}.{"conv" if part == "conv" else "norm"}.{rest}', value
+    m = re.match(r'stages\.(\d+)\.(\d+)\.(.*)', key)
+    if m:
+        stage, rest = int(m.group(1)), m.group(3)
+        pointwise = re.fullmatch(r'(mlp\.fc|token_mixer\.pwconv)\d\.weight',
+                                 rest)
+        if pointwise and value.dim() == 2 and stage not in token_stages:
+            value = value[:, :, None, None]
+        return f'stages.{stage}.blocks.{m.group(2)}.{rest}', value
+    return key, value
+
+
+def convert_metaformer(
+        ckpt: dict, prefix: Optional[str] = None
+) -> Tuple[Dict[str, torch.Tensor], List[str], str]:
+    """Convert a MetaFormer-baseline checkpoint dict (the backbone's keys
+    under ``prefix``, see :func:`_unwrap`) to mmpoolformer's backbone
+    layout.
+
+    Returns:
+        (state_dict, dropped_keys, format_name)
+    """
+    state, dropped = _unwrap(ckpt, prefix)
+    fmt = detect_metaformer_format(state)
+    if fmt is None:
+        hint = ''
+        if detect_format(state) is not None:
+            hint = '; these are PoolFormer (v1) weights, for type PoolFormer'
+        raise _unrecognised(state, 'MetaFormer', METAFORMER_FORMATS, hint)
+    token_stages = {
+        int(m.group(1)) for m in (re.match(
+            r'stages\.(\d+)\.\d+\.token_mixer\.(qkv|random_matrix)', k)
+            for k in state) if m}
+    out = {}
+    for key, value in state.items():
+        if key.startswith('head.') or (fmt == 'official'
+                                       and key.startswith('norm.')):
+            dropped.append(key)
+            continue
+        if fmt == 'official':
+            key, value = _from_official(key, value, token_stages)
+        out[key] = value
+    return out, dropped, fmt
+
+
+def is_metaformer_checkpoint(ckpt: dict) -> bool:
+    """Whether ``ckpt`` holds MetaFormer-baseline (not PoolFormer v1)
+    weights, for tools that have no model to ask."""
+    return detect_metaformer_format(_unwrap(ckpt)[0]) is not None
 
 
 def _not_built(key: str, model) -> bool:
@@ -168,15 +284,17 @@ def _not_built(key: str, model) -> bool:
 
 def load_pretrained(model, path: str, prefix: Optional[str] = None,
                     logger: str = 'current') -> None:
-    """Load PoolFormer weights from ``path`` (file or URL; the keys under
-    ``prefix`` if given) into ``model``.
+    """Load weights from ``path`` (file or URL; the keys under ``prefix`` if
+    given) into ``model``, a :class:`~mmpoolformer.models.base.DenseBackbone`,
+    in any layout its ``convert_checkpoint`` reads.
 
     Output norms absent from ImageNet checkpoints keep their fresh init; any
     other missing or unknown key, or a shape mismatch, raises.
     """
+    name = type(model).__name__
     ckpt = read_checkpoint(path)
     try:
-        state, dropped, fmt = convert(ckpt, prefix)
+        state, dropped, fmt = model.convert_checkpoint(ckpt, prefix)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f'{path}: {e}') from e
     own = model.state_dict()
@@ -197,13 +315,13 @@ def load_pretrained(model, path: str, prefix: Optional[str] = None,
         problems.append(f'not in the model: {unknown}')
     if problems:
         raise CheckpointFormatError(
-            f'{path} ({fmt} layout) does not fit this PoolFormer (check '
+            f'{path} ({fmt} layout) does not fit this {name} (check '
             f'arch): ' + ' | '.join(problems))
     for k in unused:
         state.pop(k)
     model.load_state_dict(state, strict=False)
     print_log(
-        f'Loaded PoolFormer weights from {path} ({fmt} layout): '
+        f'Loaded {name} weights from {path} ({fmt} layout): '
         f'{len(state)} tensors; dropped {len(dropped) + len(unused)} '
         f'unused keys {_brief(dropped + unused)}; freshly initialised: '
         f'{_brief(new_norms)}', logger=logger)

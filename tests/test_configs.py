@@ -1,6 +1,7 @@
 """Every config builds its model, runs loss and predict, and states the
 paper's settings (Yu et al., "MetaFormer Is Actually What You Need for
-Vision", CVPR 2022: section 4.2, detection and segmentation)."""
+Vision", CVPR 2022: section 4.2, detection and segmentation). The MetaFormer
+baselines' configs use the same recipes with their ImageNet weights."""
 import glob
 import os.path as osp
 
@@ -14,24 +15,45 @@ DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
 SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', '*.py')))
 URL = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/' \
     'poolformer_{}.pth.tar'
+# timm's hub files of the MetaFormer baselines' ImageNet-1K weights
+HUB = 'https://huggingface.co/timm/{}_{}.sail_in1k/resolve/main/' \
+    'model.safetensors'
 DIMS = dict(s12=[64, 128, 320, 512], s24=[64, 128, 320, 512],
             s36=[64, 128, 320, 512], m36=[96, 192, 384, 768],
-            m48=[96, 192, 384, 768])
+            m48=[96, 192, 384, 768], s18=[64, 128, 320, 512])
+TYPES = dict(poolformer='PoolFormer', poolformerv2='PoolFormerV2',
+             convformer='ConvFormer', caformer='CAFormer')
 
 
 def arch_of(path):
     return osp.splitext(path)[0].rsplit('_', 1)[1]
 
 
+def backbone_of(path):
+    """The type and pretrained URL a config's backbone must have."""
+    family = osp.splitext(path)[0].rsplit('_', 2)[1]
+    url = URL if family == 'poolformer' else HUB.replace('{}', family, 1)
+    return TYPES[family], url.format(arch_of(path))
+
+
 def test_config_sets():
     names = [osp.basename(p) for p in DET + SEG]
     assert names == [
+        'mask_rcnn_caformer_s18.py', 'mask_rcnn_caformer_s36.py',
+        'mask_rcnn_convformer_s18.py', 'mask_rcnn_convformer_s36.py',
         'mask_rcnn_poolformer_s12.py', 'mask_rcnn_poolformer_s24.py',
-        'mask_rcnn_poolformer_s36.py', 'retinanet_poolformer_s12.py',
+        'mask_rcnn_poolformer_s36.py', 'mask_rcnn_poolformerv2_s12.py',
+        'mask_rcnn_poolformerv2_s24.py', 'retinanet_caformer_s18.py',
+        'retinanet_caformer_s36.py', 'retinanet_convformer_s18.py',
+        'retinanet_convformer_s36.py', 'retinanet_poolformer_s12.py',
         'retinanet_poolformer_s24.py', 'retinanet_poolformer_s36.py',
+        'retinanet_poolformerv2_s12.py', 'retinanet_poolformerv2_s24.py',
+        'fpn_caformer_s18.py', 'fpn_caformer_s36.py',
+        'fpn_convformer_s18.py', 'fpn_convformer_s36.py',
         'fpn_poolformer_m36.py', 'fpn_poolformer_m48.py',
         'fpn_poolformer_s12.py', 'fpn_poolformer_s24.py',
-        'fpn_poolformer_s36.py'
+        'fpn_poolformer_s36.py', 'fpn_poolformerv2_s12.py',
+        'fpn_poolformerv2_s24.py'
     ]
 
 
@@ -52,8 +74,9 @@ def test_detection_config(path):
     cfg = Config.fromfile(path)
     arch = arch_of(path)
     bb = cfg.model.backbone
-    assert bb.type == 'PoolFormer' and bb.arch == arch
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
+    kind, url = backbone_of(path)
+    assert bb.type == kind and bb.arch == arch
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
     retina = 'retinanet' in path
     assert bb.out_indices == ((1, 2, 3) if retina else (0, 1, 2, 3))
     expected_in = DIMS[arch][1:] if retina else DIMS[arch]
@@ -124,8 +147,9 @@ def test_segmentation_config(path):
     cfg = Config.fromfile(path)
     arch = arch_of(path)
     bb = cfg.model.backbone
-    assert bb.type == 'PoolFormer' and bb.arch == arch
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=URL.format(arch))
+    kind, url = backbone_of(path)
+    assert bb.type == kind and bb.arch == arch
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
     assert bb.out_indices == (0, 1, 2, 3)
     assert cfg.model.neck.in_channels == DIMS[arch]
     assert cfg.model.decode_head.type == 'FPNHead'

@@ -1,8 +1,10 @@
 """tools/train.py -> tools/test.py, dist_train.sh on 2 CPU processes, and
 mmdet's / mmseg's own inference APIs on the checkpoints training wrote."""
 import json
+import math
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -26,7 +28,9 @@ def rank_reports(out_dir):
 def run(args, cwd, env=None, script=None):
     cmd = [sys.executable, osp.join(TOOLS, script)] + args if script \
         else args
-    full_env = dict(os.environ, PYTHONPATH=osp.join(REPO, 'tests'),
+    # this checkout's package, whichever one is installed
+    path = os.pathsep.join([osp.join(REPO, 'tests'), REPO])
+    full_env = dict(os.environ, PYTHONPATH=path,
                     PYTHON=sys.executable, **(env or {}))
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=900)
@@ -87,6 +91,24 @@ def test_image_demo_script(det_run, tiny_data, tmp_path):
                str(out_file), '--score-thr', '0'], tmp_path,
               script='image_demo.py')
     assert out_file.stat().st_size > 0 and 'saved' in log
+
+
+def test_caformer_detector_trains(tiny_data, tmp_path):
+    """RetinaNet + CAFormer-S18 (attention in stages 2-3) through
+    tools/train.py: one epoch and a validation."""
+    cfg = shapes_config(
+        tmp_path / 'cfg.py', 'det', tiny_data,
+        model_from='retinanet_caformer_s18.py',
+        model=dict(bbox_head=dict(num_classes=3),
+                   test_cfg=dict(score_thr=0.0)),
+        train_cfg=dict(max_epochs=1, val_interval=1))
+    work = tmp_path / 'work'
+    log = run([cfg, '--work-dir', str(work)], tmp_path, script='train.py')
+    losses = [float(v) for v in re.findall(r' loss: (\S+)', log)]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert 'coco/bbox_mAP:' in log
+    state = torch.load(work / 'epoch_1.pth')['state_dict']
+    assert 'backbone.stages.3.blocks.2.token_mixer.qkv.weight' in state
 
 
 def check_ranks(report_dir):

@@ -1,6 +1,10 @@
 """Benchmark PoolFormer backbones: ours against mmpretrain's and timm's.
 
     python tools/benchmark.py [--arch s12 ...] [--cases det2 seg4] [--runs 5]
+    python tools/benchmark.py --arch convformer_s18 caformer_s18
+
+An arch with a family name (timm's model names of the MetaFormer baselines)
+compares ours with timm's eager implementation only.
 
 For each case (det1/det2: batch 1/2 at 3 x 800 x 1216, detection's size;
 seg1/seg4: batch 1/4 at 3 x 512 x 512, segmentation's) it measures, in one
@@ -32,10 +36,11 @@ import time
 import torch
 import torch.nn as nn
 
-from mmpoolformer import PoolFormer
+from mmpoolformer import CAFormer, ConvFormer, PoolFormer, PoolFormerV2
 from mmpoolformer.testing import (TimmFeatures, mmpretrain_poolformer,
-                                  official_state, timm_poolformer)
-from mmpoolformer.weights import convert
+                                  official_state, timm_metaformer,
+                                  timm_poolformer)
+from mmpoolformer.weights import convert, convert_metaformer
 
 CASES = dict(det1=(1, 3, 800, 1216), det2=(2, 3, 800, 1216),
              seg1=(1, 3, 512, 512), seg4=(4, 3, 512, 512))
@@ -73,9 +78,36 @@ class GemmFloor(nn.Module):
         return outs
 
 
+FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
+                caformer=CAFormer)
+
+
+def build_family(name):
+    """Ours and timm's MetaFormer baseline ``name`` (e.g. 'caformer_s18')
+    with the same (randomised) weights and fresh output norms."""
+    family, arch = name.split('_')
+    cls = FAMILIES[family]
+    ref = timm_metaformer(name)
+    state = convert_metaformer(ref.state_dict())[0]
+    impls = {}
+    for key, with_cp in (('mmpoolformer', False),
+                         ('mmpoolformer with_cp', True)):
+        ours = cls(arch, with_cp=with_cp)
+        ours.load_state_dict({**ours.state_dict(), **state})
+        impls[key] = ours
+    if cls.family['norm'] == 'sample':
+        impls['timm'] = TimmFeatures(ref)
+    else:
+        from timm.layers import LayerNorm2d
+        impls['timm'] = TimmFeatures(ref, lambda c: LayerNorm2d(c, eps=1e-6))
+    return impls
+
+
 def build(arch, compile=False):
     """Every implementation with the same (randomised) weights; with
     ``compile``, ours and timm's also under ``torch.compile``."""
+    if '_' in arch:
+        return build_family(arch)
     ref = mmpretrain_poolformer(arch, fresh_norms=True)
     state, _, _ = convert({f'backbone.{k}': v
                            for k, v in ref.state_dict().items()})
@@ -104,12 +136,12 @@ def check_agreement(impls, device):
         # shape; tests/test_fast.py checks them
         outs = {k: m(x) for k, m in impls.items()
                 if k != 'GEMM floor' and 'compile' not in k}
-    base = outs['mmpretrain']
+    ref = 'mmpretrain' if 'mmpretrain' in outs else 'timm'
     for name, out in outs.items():
-        for a, b in zip(out, base):
+        for a, b in zip(out, outs[ref]):
             err = (a - b).abs().max().item()
             if err > 1e-4:
-                raise SystemExit(f'{name} disagrees with mmpretrain by {err}')
+                raise SystemExit(f'{name} disagrees with {ref} by {err}')
 
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
@@ -226,7 +258,7 @@ def main(argv=None):
                 t = time_all(impls, shape, device, args.runs, args.warmup,
                              amp)
                 # ratios to the fastest peer in each column
-                best = {b: min(t[(k, b)] for k in PEERS)
+                best = {b: min(t[(k, b)] for k in PEERS if k in impls)
                         for b in (False, True)}
                 print(f'### {arch} {case} {"x".join(map(str, shape))}'
                       f' {amp + " autocast" if amp else "fp32"}\n')

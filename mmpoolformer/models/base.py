@@ -4,14 +4,14 @@ weights, any input size)."""
 import math
 import warnings
 from numbers import Integral, Real
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..weights import load_pretrained
+from ..weights import convert, load_pretrained
 
 
 def check_number(owner: str, name: str, value, low=None, high=None,
@@ -50,6 +50,9 @@ class DenseBackbone(BaseModule):
 
     num_stages = 4
     stem_stride = 4
+    #: Reads a checkpoint dict into this backbone's layout (see
+    #: :mod:`mmpoolformer.weights`): PoolFormer v1's layouts here.
+    convert_checkpoint = staticmethod(convert)
 
     def __init__(self, in_channels, out_indices, frozen_stages, norm_eval,
                  init_cfg=None, pretrained=None):
@@ -122,6 +125,16 @@ class DenseBackbone(BaseModule):
                     f'{found[0]}')
             return found[0]
         return None
+
+    @staticmethod
+    def _check_sizes(arch: dict) -> None:
+        """An arch dict's ``depths`` and ``dims``: 4 positive ints each."""
+        for key in ('depths', 'dims'):
+            value = arch[key]
+            if not (isinstance(value, Sequence) and len(value) == 4 and all(
+                    isinstance(v, Integral) and v > 0 for v in value)):
+                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
+                                 f'got {value!r}')
 
     def init_weights(self):
         """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),

@@ -278,12 +278,7 @@ class PoolFormer(DenseBackbone):
             raise ValueError(
                 f'arch dict must have keys "depths" and "dims" (and '
                 f'optionally "layer_scale_init_value"), got {sorted(arch)}')
-        for key in ('depths', 'dims'):
-            value = arch[key]
-            if not (isinstance(value, Sequence) and len(value) == 4 and all(
-                    isinstance(v, Integral) and v > 0 for v in value)):
-                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
-                                 f'got {value!r}')
+        cls._check_sizes(arch)
         return dict(arch)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:

@@ -1,19 +1,23 @@
-"""Reference PoolFormers (mmpretrain's, timm's) holding given weights, and the
-tolerance their outputs are compared at."""
-from typing import Dict, Sequence
+"""Reference PoolFormers (mmpretrain's, timm's) and MetaFormer baselines
+(timm's, the authors' restated) holding given weights, and the tolerance
+their outputs are compared at."""
+import re
+from typing import Callable, Dict, List, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Layer scales, res scales and norm affines of order 1, in place: at the
-    1e-5 default a wrong mixer or MLP would change the output by less than
-    any tolerance."""
+    """Layer scales, res scales, norm affines and StarReLU's scale and bias
+    of order 1, in place: at the 1e-5 default a wrong mixer or MLP would
+    change the output by less than any tolerance."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if 'layer_scale' in name or 'norm' in name or '.scale' in name:
+            if 'layer_scale' in name or 'norm' in name or '.scale' in name \
+                    or re.search(r'act\d?\.bias$', name):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.5 + 0.5)
     return model
 
@@ -75,17 +79,25 @@ def timm_poolformer(arch: str, state: Dict[str, torch.Tensor] = None):
     return model.eval()
 
 
+def timm_metaformer(name: str) -> nn.Module:
+    """timm's MetaFormer baseline ``name`` (e.g. 'caformer_s18'),
+    randomised, in eval mode."""
+    import timm
+    return randomise(timm.create_model(name)).eval()
+
+
 class TimmFeatures(nn.Module):
     """A timm MetaFormer as a 4-output backbone: each stage's output through
-    a fresh GroupNorm(1) (weight 1, bias 0), as ours has after loading
-    ImageNet weights."""
+    a fresh ``norm(channels)`` (GroupNorm(1) by default), as ours has after
+    loading ImageNet weights."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module,
+                 norm: Callable[[int], nn.Module] = lambda c: nn.GroupNorm(
+                     1, c)):
         super().__init__()
         self.model = model
         self.norms = nn.ModuleList(
-            nn.GroupNorm(1, s.blocks[0].norm1.num_channels)
-            for s in model.stages)
+            norm(info['num_chs']) for info in model.feature_info)
 
     def forward(self, x):
         x, outs = self.model.stem(x), []
@@ -93,3 +105,115 @@ class TimmFeatures(nn.Module):
             x = stage(x)
             outs.append(norm(x))
         return outs
+
+
+def official_metaformer_state(
+        state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """The authors' (sail-sg/metaformer) file for a model in timm's or our
+    layout: ``downsample_layers``, ``stages.{i}.{j}``, channels-last
+    ``nn.Linear`` weights for every pointwise layer, classifier ``norm`` and
+    ``head`` (timm's classifier, or a random linear one)."""
+    out = {}
+    for key, value in state.items():
+        if re.match(r'norm\d\.', key):
+            continue
+        key = re.sub(r'^head\.(norm|fc)\.', lambda m: 'norm.' if m.group(1)
+                     == 'norm' else 'head.', key)
+        m = re.match(r'stem\.(conv|norm)\.(.*)', key)
+        if m:
+            part = 'conv' if m.group(1) == 'conv' else 'post_norm'
+            key = f'downsample_layers.0.{part}.{m.group(2)}'
+        m = re.match(r'stages\.(\d+)\.downsample\.(conv|norm)\.(.*)', key)
+        if m:
+            part = 'conv' if m.group(2) == 'conv' else 'pre_norm'
+            key = f'downsample_layers.{m.group(1)}.{part}.{m.group(3)}'
+        key = re.sub(r'^stages\.(\d+)\.blocks\.', r'stages.\1.', key)
+        if value.dim() == 4 and value.shape[2:] == (1, 1):
+            value = value.flatten(1)
+        out[key] = value
+    if 'norm.weight' not in out:
+        gen = torch.Generator().manual_seed(1)
+        dim = out['downsample_layers.3.conv.weight'].shape[0]
+        out.update({'norm.weight': torch.randn(dim, generator=gen),
+                    'norm.bias': torch.randn(dim, generator=gen),
+                    'head.weight': torch.randn(1000, dim, generator=gen),
+                    'head.bias': torch.randn(1000, generator=gen)})
+    return out
+
+
+def _star_relu(x, state, prefix):
+    return state[prefix + 'scale'] * F.relu(x)**2 + state[prefix + 'bias']
+
+
+def _official_mixer(name, x, state, prefix):
+    """One token mixer of the authors' code on ``[N, H, W, C]``."""
+    n, h, w, c = x.shape
+    if name == 'identity':
+        return x
+    if name == 'pooling':
+        pooled = F.avg_pool2d(x.permute(0, 3, 1, 2), 3, 1, 1,
+                              count_include_pad=False)
+        return pooled.permute(0, 2, 3, 1) - x
+    if name == 'sepconv':
+        y = _star_relu(x @ state[prefix + 'pwconv1.weight'].t(), state,
+                       prefix + 'act1.')
+        dw = state[prefix + 'dwconv.weight']
+        y = F.conv2d(y.permute(0, 3, 1, 2), dw, padding=3, groups=dw.shape[0])
+        return y.permute(0, 2, 3, 1) @ state[prefix + 'pwconv2.weight'].t()
+    tokens = x.reshape(n, h * w, c)
+    if name == 'random':
+        mixed = torch.einsum('mn,bnc->bmc', state[prefix + 'random_matrix'],
+                             tokens)
+        return mixed.reshape(n, h, w, c)
+    # attention, the matrix written out as the authors do
+    heads = max(c // 32, 1)
+    qkv = (tokens @ state[prefix + 'qkv.weight'].t()).reshape(
+        n, h * w, 3, heads, 32).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    attn = (q @ k.transpose(-2, -1) * 32**-0.5).softmax(-1)
+    y = (attn @ v).transpose(1, 2).reshape(n, h, w, heads * 32)
+    return y @ state[prefix + 'proj.weight'].t()
+
+
+def official_metaformer(state: Dict[str, torch.Tensor], x: torch.Tensor,
+                        token_mixers: Sequence[str],
+                        norm: str) -> List[torch.Tensor]:
+    """The authors' MetaFormer forward (sail-sg/metaformer,
+    ``metaformer_baselines.py``) restated with functional ops on their
+    channels-last layout, from a state dict in their layout: the four stage
+    outputs, NCHW. ``norm`` is the blocks' 'channel' (LayerNorm) or 'sample'
+    (over H, W, C) norm; all norms are bias-free with eps 1e-6."""
+
+    def layer_norm(t, weight, dims):
+        t = t - t.mean(dims, keepdim=True)
+        return t / torch.sqrt(t.pow(2).mean(dims, keepdim=True) + 1e-6) * \
+            weight
+
+    block_dims = (-1, ) if norm == 'channel' else (1, 2, 3)
+    outs = []
+    for i, mixer in enumerate(token_mixers):
+        down = f'downsample_layers.{i}.'
+        if i:
+            x = layer_norm(x, state[down + 'pre_norm.weight'], (-1, ))
+            x = x.permute(0, 3, 1, 2)
+        x = F.conv2d(x, state[down + 'conv.weight'], state[down + 'conv.bias'],
+                     stride=2 if i else 4, padding=1 if i else 2)
+        x = x.permute(0, 2, 3, 1)
+        if not i:
+            x = layer_norm(x, state[down + 'post_norm.weight'], (-1, ))
+        j = 0
+        while f'stages.{i}.{j}.norm1.weight' in state:
+            b = f'stages.{i}.{j}.'
+            for k in (1, 2):
+                y = layer_norm(x, state[f'{b}norm{k}.weight'], block_dims)
+                if k == 1:
+                    y = _official_mixer(mixer, y, state, b + 'token_mixer.')
+                else:
+                    y = _star_relu(y @ state[b + 'mlp.fc1.weight'].t(), state,
+                                   b + 'mlp.act.')
+                    y = y @ state[b + 'mlp.fc2.weight'].t()
+                y = y * state.get(f'{b}layer_scale{k}.scale', 1.)
+                x = x * state.get(f'{b}res_scale{k}.scale', 1.) + y
+            j += 1
+        outs.append(x.permute(0, 3, 1, 2))
+    return outs

@@ -1,0 +1,7 @@
+# Mask R-CNN + PoolFormerV2-S24, COCO 1x (no published result).
+_base_ = './mask_rcnn_poolformerv2_s12.py'
+model = dict(backbone=dict(
+    arch='s24',
+    init_cfg=dict(
+        checkpoint='https://huggingface.co/timm/poolformerv2_s24.sail_in1k'
+        '/resolve/main/model.safetensors')))

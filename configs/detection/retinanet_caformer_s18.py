@@ -1,0 +1,12 @@
+# RetinaNet + CAFormer-S18, COCO 1x: the PoolFormer paper's recipe
+# (inherited from PoolFormer-S12's config; only the backbone differs: same
+# channels). No published result exists for this pair.
+_base_ = './retinanet_poolformer_s12.py'
+
+pretrained = ('https://huggingface.co/timm/caformer_s18.sail_in1k'
+              '/resolve/main/model.safetensors')
+model = dict(
+    backbone=dict(
+        type='CAFormer',
+        arch='s18',
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

@@ -1,0 +1,7 @@
+# RetinaNet + ConvFormer-S36, COCO 1x (no published result).
+_base_ = './retinanet_convformer_s18.py'
+model = dict(backbone=dict(
+    arch='s36',
+    init_cfg=dict(
+        checkpoint='https://huggingface.co/timm/convformer_s36.sail_in1k'
+        '/resolve/main/model.safetensors')))

@@ -1,0 +1,7 @@
+# Semantic FPN + ConvFormer-S36, ADE20K 40K (no published result).
+_base_ = './fpn_convformer_s18.py'
+model = dict(backbone=dict(
+    arch='s36',
+    init_cfg=dict(
+        checkpoint='https://huggingface.co/timm/convformer_s36.sail_in1k'
+        '/resolve/main/model.safetensors')))
