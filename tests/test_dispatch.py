@@ -30,23 +30,26 @@ def fast_batches(monkeypatch):
     return calls
 
 
-def forward(model, batch, grad=True):
-    x = torch.randn(batch, 3, 32, 48)
+def forward(model, batch, grad=True, size=(32, 48)):
+    x = torch.randn(batch, 3, *size)
     with torch.set_grad_enabled(grad):
         return model(x)
 
 
-@pytest.mark.parametrize('mode, batch, grad, runs_fast', [
-    ('auto', 2, True, True),    # CPU training from batch 2: faster
-    ('auto', 4, True, True),
-    ('auto', 1, True, False),   # batch 1: the op-by-op block is faster
-    ('auto', 2, False, False),  # inference: likewise
-    (True, 1, True, True),      # forced
-    (True, 2, False, True),
-    (False, 2, True, False),
+@pytest.mark.parametrize('mode, batch, grad, size, runs_fast', [
+    # CPU training at detection's batch: faster
+    ('auto', 2, True, (800, 1216), True),
+    ('auto', 1, True, (800, 1216), False),  # batch 1: slower
+    ('auto', 4, True, (512, 512), False),   # 1M pixels: slower
+    ('auto', 2, False, (800, 1216), False),  # inference: no faster
+    ('auto', 2, True, (32, 48), False),
+    (True, 1, True, (32, 48), True),  # forced
+    (True, 2, False, (32, 48), True),
+    (False, 2, True, (800, 1216), False),
 ])
-def test_mode_batch_and_autograd(fast_batches, mode, batch, grad, runs_fast):
-    forward(PoolFormer(SMALL, fused=mode).train(), batch, grad)
+def test_mode_batch_size_and_autograd(fast_batches, mode, batch, grad, size,
+                                      runs_fast):
+    forward(PoolFormer(SMALL, fused=mode).train(), batch, grad, size)
     assert fast_batches == ([batch] * 4 if runs_fast else [])
 
 
@@ -70,9 +73,8 @@ def test_never_under_autocast_dropout_or_empty_batch(fast_batches):
 def test_auto_wins_on_cpu_only():
     """'auto' picks the fast path on CPU alone (until a measurement on
     another device shows it faster there)."""
-    x = torch.empty(2, 3, 32, 32)
-    assert fast._wins(x)
-    assert not fast._wins(torch.empty(2, 3, 32, 32, device='meta'))
+    assert fast._wins(torch.empty(2, 3, 800, 1216))
+    assert not fast._wins(torch.empty(2, 3, 800, 1216, device='meta'))
 
 
 def test_tracers_see_the_op_by_op_block(fast_batches):

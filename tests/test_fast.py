@@ -61,9 +61,8 @@ def compare(plain_run, fused_run):
 X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
 
 
-def test_fused_is_default_and_channels_last():
-    model = PoolFormer('s12')
-    assert model.fused
+def test_fast_path_is_channels_last_and_needs_group_norm():
+    model = PoolFormer('s12', fused=True)
     outs = model(X)
     assert all(o.is_contiguous(memory_format=torch.channels_last)
                for o in outs)
@@ -152,7 +151,7 @@ def test_compile_has_no_graph_breaks_and_matches():
     arch = dict(depths=[1, 1, 2, 1], dims=[16, 24, 32, 40])
     torch._dynamo.reset()
     # inductor draws random numbers its own way: no drop path here
-    eager = randomise(PoolFormer(arch)).train()
+    eager = randomise(PoolFormer(arch, fused=True)).train()
     compiled = PoolFormer(arch, torch_compile=dict(fullgraph=True))
     compiled.load_state_dict(eager.state_dict())
     compiled.train()

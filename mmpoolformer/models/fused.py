@@ -191,14 +191,21 @@ def _tracing() -> bool:
             or torch.compiler.is_compiling() or _fx_tracing())
 
 
+# Input pixels per batch (N*H*W) from which the fast path won in training.
+MIN_PIXELS = 1_500_000
+
+
 def _wins(x: torch.Tensor) -> bool:
-    """Where the fast path is faster than the op-by-op block, as measured by
-    ``tools/benchmark.py`` (docs/benchmarks.md): on CPU, in training
-    (forward and backward) from batch 2 on. At batch 1, and for inference,
-    the op-by-op block was as fast or faster. Other devices run the op-by-op
-    block until a measurement there shows otherwise."""
+    """Where the fast path was measured faster than the op-by-op block
+    (docs/benchmarks.md; 2 CPU cores, S12): on CPU, in training (forward and
+    backward), from batch 2 and :data:`MIN_PIXELS` on. It saves allocations,
+    whose cost (page faults) grows with the maps: at 2x800x1216 (1.9M
+    pixels) it was 1.57x faster; at 1x800x1216 and 4x512x512 (about 1M
+    pixels) 0.80x; in inference within 6% either way. Other devices run the
+    op-by-op block until a measurement there shows otherwise."""
+    n, _, h, w = x.shape
     return x.device.type == 'cpu' and torch.is_grad_enabled() and \
-        x.shape[0] >= 2
+        n >= 2 and n * h * w >= MIN_PIXELS
 
 
 def applies(mode, x: torch.Tensor, training: bool, dropout: float) -> bool:

@@ -151,7 +151,8 @@ class PoolFormer(DenseBackbone):
             (:mod:`mmpoolformer.models.fused`) on channels-last maps: the
             same function (fp32 differences ~1e-6), fewer passes over
             memory, a hand-written backward. 'auto' runs it where it is
-            faster (CPU training from batch 2 on), True wherever it can run,
+            faster (CPU training at batch >= 2 with >= 1.5M input pixels,
+            i.e. detection's batches), True wherever it can run,
             False never. It never runs under tracing, export, FLOP
             counting, ``torch.compile`` or autocast, and needs GroupNorm(1)
             norms. Defaults to 'auto'.
