@@ -9,7 +9,7 @@ from mmengine.registry import init_default_scope
 from conftest import REPO
 from mmpoolformer import PoolFormer
 from mmpoolformer.testing import (assert_close, mmpretrain_poolformer,
-                                  official_state)
+                                  official_state, randomise)
 from mmpoolformer.weights import CheckpointFormatError
 
 X = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
@@ -162,3 +162,35 @@ def test_empty_batch(fused):
         if training:
             sum(o.sum() for o in outs).backward()
             assert x.grad.shape == x.shape
+
+
+@pytest.mark.parametrize('name', ['PoolFormerV2', 'ConvFormer', 'CAFormer',
+                                  'IdentityFormer', 'RandFormer'])
+def test_family_habits(name, tmp_path):
+    """The same habits for one member of each MetaFormer family: init_cfg
+    as a list, ``pretrained=``, a bad value, an empty batch."""
+    import mmpoolformer
+    cls = getattr(mmpoolformer, name)
+    torch.manual_seed(0)
+    src = randomise(cls()).eval()
+    path = str(tmp_path / 'weights.pth')
+    torch.save(src.state_dict(), path)
+    x = torch.randn(1, 3, 224, 224)  # RandFormer's own size
+    with torch.no_grad():
+        ref = src(x)
+    model = cls(init_cfg=[dict(type='Kaiming', layer='Conv2d'),
+                          pretrained(path)])
+    model.init_weights()
+    with torch.no_grad():
+        assert_features(model.eval()(x), ref)
+    with pytest.warns(UserWarning, match='pretrained is deprecated'):
+        model = cls(pretrained=path)
+    model.init_weights()
+    with torch.no_grad():
+        assert_features(model.eval()(x), ref)
+    with pytest.raises(ValueError, match=r'drop_path_rate.*1\.5'):
+        cls(drop_path_rate=1.5)
+    outs = cls().train()(torch.randn(0, 3, 224, 224))
+    assert [tuple(o.shape) for o in outs] == [
+        (0, c, 224 // s, 224 // s)
+        for c, s in zip(src.dims, (4, 8, 16, 32))]

@@ -133,7 +133,8 @@ class Attention(nn.Module):
         qkv = self.qkv(x).view(n, length, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         x = F.scaled_dot_product_attention(q, k, v)
-        return self.proj(x.transpose(1, 2).reshape(n, length, -1))
+        return self.proj(x.transpose(1, 2).reshape(
+            n, length, self.num_heads * self.head_dim))
 
 
 class RandomMixing(nn.Module):
