@@ -104,13 +104,14 @@ def test_flop_count_is_the_op_by_op_count(fast_batches):
     assert fast_batches == []
 
 
-def test_default_backbone_exports_to_onnx(tmp_path, fast_batches):
+@pytest.mark.parametrize('dynamo', [False, True])
+def test_default_backbone_exports_to_onnx(tmp_path, fast_batches, dynamo):
     import onnxruntime as ort
     torch.manual_seed(0)
     model = randomise(PoolFormer('s12')).eval()
     x = torch.randn(2, 3, 64, 96)
     path = str(tmp_path / 'poolformer.onnx')
-    torch.onnx.export(model, (x, ), path, dynamo=False, opset_version=17)
+    torch.onnx.export(model, (x, ), path, dynamo=dynamo, opset_version=17)
     assert fast_batches == []
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
