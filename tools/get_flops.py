@@ -21,11 +21,10 @@ def count(config, shape=None, part='model', cfg_options=None):
     """Returns (flops, params, (H, W)) of ``config``'s model."""
     model, cfg = build_model(config, cfg_options=cfg_options)
     shape = tuple(shape or DEFAULT_SHAPES[cfg.default_scope])
-    samples = None
     wrapper = RawOutputs(model, part)
     if part == 'model' and wrapper.two_stage:
-        samples = det_samples(1, shape)
-    wrapper = RawOutputs(model, part, samples)
+        # counted whole: proposals through the RoI head
+        wrapper.data_samples = det_samples(1, shape)
     x = torch.randn(1, 3, *shape)
     with torch.no_grad():
         info = get_model_complexity_info(wrapper, inputs=(x, ),
