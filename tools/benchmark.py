@@ -133,7 +133,7 @@ def check_agreement(impls, device):
     x = torch.randn(1, 3, 128, 160, device=device)
     with torch.no_grad():
         # compiled ones would compile twice (and dynamically) for a second
-        # shape; tests/test_fast.py checks them
+        # shape; tests/test_models/test_fused.py checks them
         outs = {k: m(x) for k, m in impls.items()
                 if k != 'GEMM floor' and 'compile' not in k}
     ref = 'mmpretrain' if 'mmpretrain' in outs else 'timm'

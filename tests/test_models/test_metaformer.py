@@ -22,7 +22,7 @@ from mmpoolformer.testing import (TimmFeatures, assert_close,
                                   timm_metaformer, timm_poolformer)
 from mmpoolformer.weights import CheckpointFormatError, load_pretrained
 
-TOOLS = os.path.join(os.path.dirname(__file__), '..', 'tools')
+TOOLS = os.path.join(os.path.dirname(__file__), '..', '..', 'tools')
 FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
                 caformer=CAFormer, identityformer=IdentityFormer,
                 randformer=RandFormer)

@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-ROOT = osp.join(osp.dirname(__file__), '..', 'configs')
+ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
 SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', '*.py')))
 URL = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/' \
