@@ -63,8 +63,9 @@ class CheckpointFormatError(ValueError):
 
 
 def is_url(path) -> bool:
-    """Whether ``path`` is an http(s) URL (the downloads we make)."""
-    return str(path).startswith(('http://', 'https://'))
+    """Whether ``path`` is a URL that :func:`download` fetches: http(s)
+    (and ``file://``, as torch's downloader reads it)."""
+    return str(path).startswith(('http://', 'https://', 'file://'))
 
 
 def download(url: str) -> str:
@@ -132,7 +133,7 @@ def load_file(path: str, map_location='cpu'):
 
 
 def read_checkpoint(path: str, map_location='cpu') -> dict:
-    """Load a checkpoint file or http(s) URL (downloaded first, see
+    """Load a checkpoint file or URL (downloaded first, see
     :func:`download`) with :func:`load_file`, which cannot run code. Other
     ``scheme://`` names go to mmengine's ``CheckpointLoader``, whose
     loaders :mod:`mmpoolformer.compat` makes equally safe.
