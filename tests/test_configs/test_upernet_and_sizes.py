@@ -306,3 +306,90 @@ def test_foreign_backbone_is_refused():
                        r"weight' is not a parameter of an mmpoolformer"):
         build_optim_wrapper(Toy(), dict(WRAPPER, paramwise_cfg=dict(
             decay_rate=0.9, num_layers=6)))
+
+
+# The larger sizes: deltas of their family's first config (PoolFormer-S12's
+# recipes), run at a tiny input.
+SIZES = sorted(
+    p for folder in ('detection', 'segmentation')
+    for p in glob.glob(osp.join(ROOT, folder, '*.py'))
+    if any(k in osp.basename(p) for k in (
+        'convformer_m36', 'convformer_b36', 'caformer_m36', 'caformer_b36',
+        'poolformerv2_s36', 'poolformerv2_m36', 'poolformerv2_m48',
+        'identityformer_')) and 'upernet' not in p)
+FAMILIES = dict(convformer='ConvFormer', caformer='CAFormer',
+                poolformerv2='PoolFormerV2', identityformer='IdentityFormer')
+FIRST = dict(convformer='convformer_s18', caformer='caformer_s18',
+             poolformerv2='poolformerv2_s12', identityformer='poolformer_s12')
+SAIL = 'https://huggingface.co/sail/dl/resolve/main/identityformer/' \
+    'identityformer_{}.pth'
+
+
+def test_size_set():
+    names = sorted(osp.basename(p) for p in SIZES)
+    sizes = dict(convformer=('m36', 'b36'), caformer=('m36', 'b36'),
+                 poolformerv2=('s36', 'm36', 'm48'),
+                 identityformer=('s12', 's24', 's36', 'm36', 'm48'))
+    assert names == sorted(
+        f'{kind}_{family}_{arch}.py'
+        for kind in ('retinanet', 'mask_rcnn', 'fpn')
+        for family, archs in sizes.items() for arch in archs)
+
+
+def det_inputs(retina):
+    from mmdet.testing import demo_mm_inputs
+    return demo_mm_inputs(1, [[3, 64, 64]], num_items=[2], num_classes=80,
+                          with_mask=not retina)
+
+
+@pytest.mark.parametrize('path', SIZES, ids=osp.basename)
+def test_size_config(path):
+    kind, family, arch = osp.splitext(osp.basename(path))[0].rsplit('_', 2)
+    cfg = Config.fromfile(path)
+    bb = cfg.model.backbone
+    cls = getattr(mmpoolformer, FAMILIES[family])
+    dims = list(cls.arch_settings[arch]['dims'])
+    url = SAIL.format(arch) if family == 'identityformer' else \
+        HUB.format(family, arch)
+    assert (bb.type, bb.arch) == (cls.__name__, arch)
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
+    retina = kind == 'retinanet'
+    assert cfg.model.neck.in_channels == (dims[1:] if retina else dims)
+    # all else is the family's first config
+    first = Config.fromfile(osp.join(osp.dirname(path),
+                                     f'{kind}_{FIRST[family]}.py'))
+    first.model.backbone.update(type=bb.type, arch=arch,
+                                init_cfg=bb.init_cfg)
+    first.model.neck.in_channels = cfg.model.neck.in_channels
+    expected, got = first.to_dict(), cfg.to_dict()
+    expected.pop('pretrained'), got.pop('pretrained')
+    assert got == expected
+
+    scope = 'mmseg' if kind == 'fpn' else 'mmdet'
+    init_default_scope(scope)
+    cfg.model.backbone.init_cfg = None  # no download here
+    if scope == 'mmseg':
+        from mmengine.model import revert_sync_batchnorm
+        from mmseg.registry import MODELS
+        cfg.model.data_preprocessor.size = TINY
+        model = revert_sync_batchnorm(MODELS.build(cfg.model))
+        train, test = seg_batch([TINY]), seg_batch([(48, 56)])
+    else:
+        from mmdet.registry import MODELS
+        model = MODELS.build(cfg.model)
+        train = test = det_inputs(retina)
+    losses = model(**model.data_preprocessor(train, True), mode='loss')
+    total = sum(
+        sum(x.sum() for x in v) if isinstance(v, list) else v.sum()
+        for k, v in losses.items() if 'loss' in k)
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(p.grad is not None for p in model.backbone.parameters())
+    model.eval()
+    with torch.no_grad():
+        (result, ) = model(**model.data_preprocessor(test, False),
+                           mode='predict')
+    if scope == 'mmseg':
+        assert result.pred_sem_seg.data.shape == (1, 48, 56)
+    else:
+        assert result.pred_instances.bboxes.shape[-1] == 4
