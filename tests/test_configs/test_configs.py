@@ -10,19 +10,36 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
+import mmpoolformer
+
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
-DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
-SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', '*.py')))
+ALL_DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
+# the UperNet configs are tested in test_upernet_and_sizes.py
+ALL_SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', 'fpn_*.py')))
+# The larger sizes of the MetaFormer baselines and IdentityFormer are
+# one-line deltas of their family's first config; test_upernet_and_sizes.py
+# checks them against it and runs them at a tiny input.
+LATER_SIZES = ('convformer_m36', 'convformer_b36', 'caformer_m36',
+               'caformer_b36', 'poolformerv2_s36', 'poolformerv2_m36',
+               'poolformerv2_m48', 'identityformer_')
+
+
+def later_size(path):
+    return any(k in osp.basename(path) for k in LATER_SIZES)
+
+
+DET = [p for p in ALL_DET if not later_size(p)]
+SEG = [p for p in ALL_SEG if not later_size(p)]
 URL = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/' \
     'poolformer_{}.pth.tar'
 # timm's hub files of the MetaFormer baselines' ImageNet-1K weights
 HUB = 'https://huggingface.co/timm/{}_{}.sail_in1k/resolve/main/' \
     'model.safetensors'
-DIMS = dict(s12=[64, 128, 320, 512], s24=[64, 128, 320, 512],
-            s36=[64, 128, 320, 512], m36=[96, 192, 384, 768],
-            m48=[96, 192, 384, 768], s18=[64, 128, 320, 512])
+# timm's hub has no IdentityFormer: the authors' files
+SAIL = 'https://huggingface.co/sail/dl/resolve/main/{}/{}_{}.pth'
 TYPES = dict(poolformer='PoolFormer', poolformerv2='PoolFormerV2',
-             convformer='ConvFormer', caformer='CAFormer')
+             convformer='ConvFormer', caformer='CAFormer',
+             identityformer='IdentityFormer')
 
 
 def arch_of(path):
@@ -32,29 +49,39 @@ def arch_of(path):
 def backbone_of(path):
     """The type and pretrained URL a config's backbone must have."""
     family = osp.splitext(path)[0].rsplit('_', 2)[1]
-    url = URL if family == 'poolformer' else HUB.replace('{}', family, 1)
-    return TYPES[family], url.format(arch_of(path))
+    arch = arch_of(path)
+    if family == 'poolformer':
+        url = URL.format(arch)
+    elif family == 'identityformer':
+        url = SAIL.format(family, family, arch)
+    else:
+        url = HUB.format(family, arch)
+    return TYPES[family], url
+
+
+def dims_of(path):
+    """The channels of a config's backbone, from its class's archs."""
+    kind = backbone_of(path)[0]
+    return list(getattr(mmpoolformer, kind).arch_settings[arch_of(path)]
+                ['dims'])
 
 
 def test_config_sets():
-    names = [osp.basename(p) for p in DET + SEG]
-    assert names == [
-        'mask_rcnn_caformer_s18.py', 'mask_rcnn_caformer_s36.py',
-        'mask_rcnn_convformer_s18.py', 'mask_rcnn_convformer_s36.py',
-        'mask_rcnn_poolformer_s12.py', 'mask_rcnn_poolformer_s24.py',
-        'mask_rcnn_poolformer_s36.py', 'mask_rcnn_poolformerv2_s12.py',
-        'mask_rcnn_poolformerv2_s24.py', 'retinanet_caformer_s18.py',
-        'retinanet_caformer_s36.py', 'retinanet_convformer_s18.py',
-        'retinanet_convformer_s36.py', 'retinanet_poolformer_s12.py',
-        'retinanet_poolformer_s24.py', 'retinanet_poolformer_s36.py',
-        'retinanet_poolformerv2_s12.py', 'retinanet_poolformerv2_s24.py',
-        'fpn_caformer_s18.py', 'fpn_caformer_s36.py',
-        'fpn_convformer_s18.py', 'fpn_convformer_s36.py',
-        'fpn_poolformer_m36.py', 'fpn_poolformer_m48.py',
-        'fpn_poolformer_s12.py', 'fpn_poolformer_s24.py',
-        'fpn_poolformer_s36.py', 'fpn_poolformerv2_s12.py',
-        'fpn_poolformerv2_s24.py'
-    ]
+    names = [osp.basename(p) for p in ALL_DET + ALL_SEG]
+    sizes = dict(poolformer=('s12', 's24', 's36'),
+                 poolformerv2=('s12', 's24', 's36', 'm36', 'm48'),
+                 identityformer=('s12', 's24', 's36', 'm36', 'm48'),
+                 convformer=('s18', 's36', 'm36', 'b36'),
+                 caformer=('s18', 's36', 'm36', 'b36'))
+    det = sorted(f'{kind}_{family}_{arch}.py'
+                 for kind in ('retinanet', 'mask_rcnn')
+                 for family, archs in sizes.items() for arch in archs)
+    sizes['poolformer'] += ('m36', 'm48')
+    seg = sorted(f'fpn_{family}_{arch}.py'
+                 for family, archs in sizes.items() for arch in archs)
+    assert names == det + seg
+    assert len(names) == 2 * 21 + 23
+    assert len(DET + SEG) == 2 * 9 + 11
 
 
 def build(cfg, scope):
@@ -79,7 +106,7 @@ def test_detection_config(path):
     assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
     retina = 'retinanet' in path
     assert bb.out_indices == ((1, 2, 3) if retina else (0, 1, 2, 3))
-    expected_in = DIMS[arch][1:] if retina else DIMS[arch]
+    expected_in = dims_of(path)[1:] if retina else dims_of(path)
     assert cfg.model.neck.in_channels == expected_in
     assert cfg.model.neck.num_outs == 5
     if retina:  # P3-P7, extra convs on the input
@@ -151,7 +178,7 @@ def test_segmentation_config(path):
     assert bb.type == kind and bb.arch == arch
     assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
     assert bb.out_indices == (0, 1, 2, 3)
-    assert cfg.model.neck.in_channels == DIMS[arch]
+    assert cfg.model.neck.in_channels == dims_of(path)
     assert cfg.model.decode_head.type == 'FPNHead'
     assert cfg.model.decode_head.num_classes == 150
     opt = cfg.optim_wrapper.optimizer

@@ -1,0 +1,8 @@
+# Mask R-CNN + IdentityFormer-S36, COCO 1x (no published result).
+_base_ = './mask_rcnn_identityformer_s12.py'
+model = dict(
+    backbone=dict(
+        arch='s36',
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/sail/dl/resolve/main/'
+            'identityformer/identityformer_s36.pth')))

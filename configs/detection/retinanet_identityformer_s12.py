@@ -1,0 +1,15 @@
+# RetinaNet + IdentityFormer-S12, COCO 1x (no published result).
+# The PoolFormer paper's recipe, inherited from PoolFormer-S12's config; only
+# the backbone differs (same channels). IdentityFormer (identity token mixer)
+# is the MetaFormer baselines' lower bound: against it, a config shows what
+# a token mixer is worth. timm's hub has no IdentityFormer weights; these are
+# the authors' (sail-sg/metaformer's README).
+_base_ = './retinanet_poolformer_s12.py'
+
+pretrained = ('https://huggingface.co/sail/dl/resolve/main/identityformer/'
+              'identityformer_s12.pth')
+model = dict(
+    backbone=dict(
+        type='IdentityFormer',
+        arch='s12',
+        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

@@ -1,0 +1,9 @@
+# Semantic FPN + IdentityFormer-M36, ADE20K 40K (no published result).
+_base_ = './fpn_identityformer_s12.py'
+model = dict(
+    backbone=dict(
+        arch='m36',
+        init_cfg=dict(
+            checkpoint='https://huggingface.co/sail/dl/resolve/main/'
+            'identityformer/identityformer_m36.pth')),
+    neck=dict(in_channels=[96, 192, 384, 768]))
