@@ -1,10 +1,12 @@
 """Engine pieces apart from the models: launching, mixed precision, the
-non-finite loss guard and exact resumption."""
+non-finite loss guard, the pyramid check and exact resumption."""
 from .amp import CPUAutocastOptimWrapper, enable_amp
+from .check import PyramidCheckHook, PyramidError
 from .guard import FiniteLossHook, NonFiniteLossError
 from .launch import LAUNCHERS, adapt_to_device, prepare
 from .resume import RNGStateHook, configure_resume, latest_good_checkpoint
 
 __all__ = ['CPUAutocastOptimWrapper', 'enable_amp', 'FiniteLossHook',
-           'NonFiniteLossError', 'LAUNCHERS', 'adapt_to_device', 'prepare',
+           'NonFiniteLossError', 'PyramidCheckHook', 'PyramidError',
+           'LAUNCHERS', 'adapt_to_device', 'prepare',
            'RNGStateHook', 'configure_resume', 'latest_good_checkpoint']
