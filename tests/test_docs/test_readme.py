@@ -221,7 +221,22 @@ def check_namespace(ns):
                 node = node[part]
 
 
+# Other programs' commands (setting up an environment): only their
+# subcommand is checked.
+OTHER = {'pip': ('install', 'uninstall', 'download', 'wheel', 'show'),
+         'git': ('clone', 'checkout', 'pull'), 'source': None, 'cd': None}
+
+
 def check_command(tokens, monkeypatch):
+    if tokens[0] in ('python3', '.venv/bin/python') or \
+            tokens[0].endswith('/bin/python'):
+        tokens = ['python'] + tokens[1:]
+    if tokens[:3] == ['python', '-m', 'pip']:
+        tokens = tokens[2:]
+    if tokens[0] in OTHER:
+        allowed = OTHER[tokens[0]]
+        assert allowed is None or tokens[1] in allowed, tokens
+        return
     if tokens[0] == 'make':
         with open(osp.join(REPO, 'Makefile')) as f:
             targets = [ln.split(':')[0] for ln in f
@@ -275,6 +290,7 @@ def test_shell_check_catches_mistakes(monkeypatch):
         'python tools/get_flops.py configs/detection/retinanet_poolformer_'
         's12.py --part neck',
         'make demos',
+        'pip instal mmpoolformer',
     ]
     for command in bad:
         tokens = next(commands(command))
