@@ -33,5 +33,7 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 # Stop, naming the iteration, if the loss stops being finite (fp16 loss
-# scaling: log the skipped step instead).
-custom_hooks = [dict(type='FiniteLossHook')]
+# scaling: log the skipped step instead); stop after iteration 1 if the
+# pyramid's strides and the head's disagree or a backbone parameter gets no
+# gradient, naming them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='PyramidCheckHook')]

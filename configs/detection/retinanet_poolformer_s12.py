@@ -38,5 +38,7 @@ optim_wrapper = dict(
 # 8 GPUs x 2 images; --auto-scale-lr rescales lr for other totals.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 # Stop, naming the iteration, if the loss stops being finite (fp16 loss
-# scaling: log the skipped step instead).
-custom_hooks = [dict(type='FiniteLossHook')]
+# scaling: log the skipped step instead); stop after iteration 1 if the
+# pyramid's strides and the head's disagree or a backbone parameter gets no
+# gradient, naming them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='PyramidCheckHook')]

@@ -54,5 +54,7 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=40000, val_interval=4000)
 default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=4000))
 # Stop, naming the iteration, if the loss stops being finite (fp16 loss
-# scaling: log the skipped step instead).
-custom_hooks = [dict(type='FiniteLossHook')]
+# scaling: log the skipped step instead); stop after iteration 1 if the
+# pyramid's strides and the head's disagree or a backbone parameter gets no
+# gradient, naming them.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='PyramidCheckHook')]
