@@ -38,10 +38,22 @@ library.
    to Cityscapes, so an ADE20K model would be drawn with Cityscapes' names and
    colours. We give the inferencer init_model's rule. Checkpoints that carry
    ``dataset_meta`` (all that tools/train.py writes) are untouched.
+
+3. ``_base_ = 'mmpoolformer::PATH'`` in a user's config. mmengine 0.10.7
+   resolves ``pkg::`` only for the packages in its ``MODULE2PACKAGE`` table,
+   finds ``.mim/configs`` next to the package's pip record (site-packages,
+   even for an editable install of a checkout), and tags every dict of such
+   a base with ``_scope_=pkg``, which sends e.g. a pipeline's
+   ``PackSegInputs`` to a registry named mmpoolformer that has none. We
+   resolve ``mmpoolformer::`` ourselves, in the ``.mim/configs`` of the
+   package Python imported, and leave the scope alone: our configs are
+   mmdet and mmseg configs and build in their ``default_scope``. Other
+   ``pkg::`` paths go to mmengine as before.
 """
 import _codecs
 import importlib.machinery
 import os
+import os.path as osp
 import sys
 
 import numpy as np
@@ -168,6 +180,30 @@ def patch_mmseg_inferencer(module):
     cls._load_weights_to_model = load_weights
 
 
+def resolve_own_configs():
+    """Let ``_base_ = 'mmpoolformer::PATH'`` resolve. Idempotent."""
+    from mmengine.config import Config
+    resolve = Config._get_cfg_path
+    if getattr(resolve, '_mmpoolformer', False):
+        return
+
+    def _get_cfg_path(cfg_path, filename):
+        package, sep, path = cfg_path.partition('::')
+        if not sep or package != 'mmpoolformer':
+            return resolve(cfg_path, filename)
+        root = osp.join(osp.dirname(osp.abspath(__file__)), '.mim', 'configs')
+        full = osp.join(root, path)
+        if not osp.isfile(full):
+            hint = '' if osp.isdir(root) else (
+                f' ({root} is made when the package is installed: '
+                'pip install . or pip install -e .)')
+            raise FileNotFoundError(f'{cfg_path}: no config {full}{hint}')
+        return full, None
+
+    _get_cfg_path._mmpoolformer = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
 class _AfterImport:
     """A meta-path finder that runs ``patch(module)`` right after the module
     ``name`` is first imported, so that patching mmseg does not import it
@@ -204,4 +240,5 @@ def apply():
     """Apply every fix; called once, by ``import mmpoolformer``."""
     torch.serialization.add_safe_globals(allowed_globals())
     register_safe_loaders()
+    resolve_own_configs()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)

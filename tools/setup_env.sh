@@ -31,6 +31,8 @@ if ! "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
     MMCV_WITH_OPS=1 "${pip[@]}" install --no-build-isolation 'mmcv==2.1.0'
 fi
 "${pip[@]}" install -r requirements.txt
+# openmim without its dependencies (see requirements.txt)
+"${pip[@]}" install --no-deps 'openmim==0.3.9'
 "${pip[@]}" install --no-deps --no-build-isolation -e .
 echo "$key" > "$stamp"
 echo "[setup] environment ready in $VENV"
