@@ -88,7 +88,7 @@ def test_metadata_names_the_family_and_the_stack(dists):
                  'IdentityFormer', 'RandFormer'):
         assert name in summary
     assert 'Requires-Python: >=3.9' in meta
-    for req in ('torch>=2.5', 'mmengine<1.0,>=0.10.0',
+    for req in ('torch>=2.6', 'mmengine<1.0,>=0.10.0',
                 'mmcv<2.2.0,>=2.0.0', 'safetensors',
                 "mmdet<3.4.0,>=3.0.0; extra == \"det\"",
                 "mmsegmentation<1.3.0,>=1.0.0; extra == \"seg\""):
