@@ -3,6 +3,7 @@ and trained for one step, Python scripts run, and shell commands are checked
 (scripts and configs exist, the tools' argument parsers accept the options,
 ``--cfg-options`` keys exist in the config)."""
 import argparse
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -227,12 +228,34 @@ OTHER = {'pip': ('install', 'uninstall', 'download', 'wheel', 'show'),
          'git': ('clone', 'checkout', 'pull'), 'source': None, 'cd': None}
 
 
+MIM = ('train', 'test', 'run', 'search')
+
+
+def check_mim(tokens):
+    """``mim SUBCOMMAND mmpoolformer ...``: the tool run exists in tools/,
+    and a config given is one of the README's examples or one of ours."""
+    assert tokens[1] in MIM and tokens[2] == 'mmpoolformer', tokens
+    args = tokens[3:]
+    if tokens[1] == 'run':
+        tool = osp.join(TOOLS, args[0] + '.py')
+        assert osp.isfile(tool), f'no tool {args[0]}'
+        args = args[1:]
+    if args and args[0].endswith('.py'):
+        ours = {osp.basename(p) for p in glob.glob(
+            osp.join(REPO, 'configs', '**', '*.py'), recursive=True)}
+        assert args[0] in ours or args[0] in config_blocks(), \
+            f'no config {args[0]}'
+
+
 def check_command(tokens, monkeypatch):
     if tokens[0] in ('python3', '.venv/bin/python') or \
             tokens[0].endswith('/bin/python'):
         tokens = ['python'] + tokens[1:]
     if tokens[:3] == ['python', '-m', 'pip']:
         tokens = tokens[2:]
+    if tokens[0] == 'mim':
+        check_mim(tokens)
+        return
     if tokens[0] in OTHER:
         allowed = OTHER[tokens[0]]
         assert allowed is None or tokens[1] in allowed, tokens
@@ -291,6 +314,9 @@ def test_shell_check_catches_mistakes(monkeypatch):
         's12.py --part neck',
         'make demos',
         'pip instal mmpoolformer',
+        'mim run mmpoolformer get_flop my_detector.py',
+        'mim train mmdet my_detector.py',
+        'mim train mmpoolformer no_such_config.py',
     ]
     for command in bad:
         tokens = next(commands(command))
