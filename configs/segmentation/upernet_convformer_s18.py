@@ -52,5 +52,6 @@ train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
 # Stop, naming the iteration, if the loss stops being finite (fp16 loss
-# scaling: log the skipped step instead).
-custom_hooks = [dict(type='FiniteLossHook')]
+# scaling: log the skipped step instead), or after iteration 1 if a backbone
+# parameter got no gradient.
+custom_hooks = [dict(type='FiniteLossHook'), dict(type='PyramidCheckHook')]
