@@ -2,7 +2,6 @@
 checkpoints, the paper's parameter counts, the dense-backbone contract."""
 import math
 import os
-import subprocess
 import sys
 
 import pytest
@@ -17,23 +16,18 @@ from mmpoolformer import (CAFormer, ConvFormer, IdentityFormer, MetaFormer,
                           PoolFormer, PoolFormerV2, RandFormer)
 from mmpoolformer.models import layers
 from mmpoolformer.testing import (TimmFeatures, assert_close,
+                                  assert_features_equal, assert_frozen,
+                                  assert_same_training_step,
                                   official_metaformer,
-                                  official_metaformer_state, randomise,
-                                  timm_metaformer, timm_poolformer)
+                                  official_metaformer_state, ours_from,
+                                  randomise, run, timm_metaformer,
+                                  timm_poolformer, tool)
 from mmpoolformer.weights import CheckpointFormatError, load_pretrained
 
-TOOLS = os.path.join(os.path.dirname(__file__), '..', '..', 'tools')
 FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
                 caformer=CAFormer, identityformer=IdentityFormer,
                 randformer=RandFormer)
 X = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(3))
-
-
-def ours_from(cls, path, arch, **kwargs):
-    model = cls(arch, init_cfg=dict(type='Pretrained', checkpoint=path),
-                **kwargs)
-    model.init_weights()
-    return model.eval()
 
 
 def norm_of(cls):
@@ -50,12 +44,6 @@ def timm_features(model, cls):
 
 def mixers_of(cls):
     return cls.arch_settings[cls.default_arch]['token_mixers']
-
-
-def assert_features_equal(ours, ref):
-    assert len(ours) == len(ref)
-    for i, (a, b) in enumerate(zip(ours, ref)):
-        assert_close(a, b, f'stage {i}')
 
 
 # the smallest arch of each family, and deeper ones
@@ -113,7 +101,8 @@ def test_safetensors_file_and_url(tmp_path, monkeypatch, layout):
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'home'))
         assert_features_equal(
             ours_from(CAFormer, f'file://{path}', 's18')(X), expected)
-    assert (tmp_path / 'home' / 'hub' / 'checkpoints').iterdir()
+    cached = (tmp_path / 'home' / 'hub' / 'checkpoints').iterdir()
+    assert any(p.name.endswith('model.safetensors') for p in cached)
 
 
 @pytest.mark.parametrize('name', ['convformer_s18', 'caformer_s18',
@@ -291,14 +280,7 @@ def test_every_parameter_gets_gradient(out_indices):
 
 @pytest.mark.parametrize('frozen', [0, 2, 4])
 def test_frozen_stages_hold_across_train(frozen):
-    model = ConvFormer(frozen_stages=frozen).train()
-    frozen_mods = [model.stem] + [model.stages[i] for i in range(frozen)] + \
-        [getattr(model, f'norm{i}') for i in range(frozen)]
-    for m in frozen_mods:
-        assert not m.training
-        assert all(not p.requires_grad for p in m.parameters())
-    for i in range(frozen, 4):
-        assert all(p.requires_grad for p in model.stages[i].parameters())
+    assert_frozen(ConvFormer(frozen_stages=frozen).train(), frozen)
 
 
 def test_with_cp_same_outputs_and_grads():
@@ -307,17 +289,7 @@ def test_with_cp_same_outputs_and_grads():
     cp_model = CAFormer(drop_path_rate=0.2, with_cp=True)
     cp_model.load_state_dict(plain.state_dict())
     cp_model.train()
-    results = []
-    for model in (plain, cp_model):
-        torch.manual_seed(1)
-        outs = model(X)
-        sum((o * o).mean() for o in outs).backward()
-        results.append((outs, {n: p.grad
-                               for n, p in model.named_parameters()}))
-    for a, b in zip(results[0][0], results[1][0]):
-        torch.testing.assert_close(a, b)
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(grad, results[1][1][name], msg=name)
+    assert_same_training_step(plain, cp_model, X)
 
 
 def test_generic_metaformer_hybrid():
@@ -414,9 +386,7 @@ def test_convert_tool_reads_official_metaformer(tmp_path):
     src = tmp_path / 'official.pth'
     torch.save(official_metaformer_state(ref.state_dict()), src)
     dst = tmp_path / 'converted.pth'
-    out = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, 'convert_weights.py'),
-         str(src), str(dst)], capture_output=True, text=True, check=True)
+    out = run(tool('convert_weights.py', src, dst))
     assert 'official layout' in out.stdout
     state = torch.load(dst)
     assert state['stages.0.blocks.0.mlp.fc1.weight'].shape == (256, 64, 1, 1)
@@ -457,7 +427,6 @@ def test_attention_memory_at_detection_size():
     the largest tensor is the MLP's hidden layer, 3800 x 1280 x 4 bytes =
     19 MB. The stages' peak RSS growth (in a fresh process) must stay under
     200 MB."""
-    out = subprocess.run([sys.executable, '-c', MEMORY_CHILD],
-                         capture_output=True, text=True, check=True)
+    out = run([sys.executable, '-c', MEMORY_CHILD])
     peak_mb = float(out.stdout.strip().splitlines()[-1])
     assert 0 < peak_mb < 200, peak_mb
