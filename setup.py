@@ -12,9 +12,11 @@ setup(
     packages=find_packages(include=['mmpoolformer', 'mmpoolformer.*']),
     python_requires='>=3.8',
     install_requires=[
-        # add_safe_globals with (function, name) pairs and
-        # is_autocast_enabled(device_type) need torch 2.5; tested with 2.13
-        'torch>=2.5',
+        # 2.6: add_safe_globals takes the (function, 'module.name') pairs
+        # compat.py allows (pytorch#142153, after 2.5), and torch.load is
+        # weights-only by default, for the libraries' calls that do not say
+        # (we pass weights_only=True explicitly). Tested with 2.13.
+        'torch>=2.6',
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0,<2.2.0',
     ],

@@ -14,7 +14,24 @@ library.
    of any allowed object, so that name is bound to
    :func:`history_buffer_getattr`, which hands out only those methods.
 
-2. mmsegmentation 1.2.2's inferencer and class metadata.
+2. mmengine's checkpoint loaders. mmengine reads every checkpoint
+   (``load_from``, ``resume``, ``init_cfg`` of its own ``Pretrained``,
+   mmdet's/mmseg's ``init_model`` and inferencers) through
+   ``CheckpointLoader``, which picks a loader by the name's prefix; ``''``
+   (local files) is the default. Its local loader calls ``torch.load``
+   without ``weights_only``, the full unpickler on torch < 2.6 or with
+   ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` set; its http(s) loader, and the
+   model-zoo names (``torchvision://``, ``open-mmlab://``, ``mmcls://``)
+   that resolve to URLs, go to ``torch.hub.load_state_dict_from_url``,
+   which passes ``weights_only=False``: a file fetched from a URL could run
+   code. We register, with ``CheckpointLoader.register_scheme(...,
+   force=True)``, loaders for those prefixes that read with
+   :func:`mmpoolformer.weights.load_file` (weights-only, explicitly) and
+   download with :func:`mmpoolformer.weights.download` (one download per
+   cache, never a half-written file read). mmengine's ``pavi://`` and
+   ``s3://`` loaders are left as they are (``torch.load``'s default).
+
+3. mmsegmentation 1.2.2's inferencer and class metadata.
    ``mmseg.apis.init_model`` gives a checkpoint without class metadata the
    classes of the dataset whose class count matches the model's
    ``num_classes`` (150 -> ADE20K), but ``MMSegInferencer`` always falls back
@@ -24,11 +41,15 @@ library.
 """
 import _codecs
 import importlib.machinery
+import os
 import sys
 
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner import checkpoint as mmengine_checkpoint
+
+from .weights import download, is_url, load_file
 
 # The methods HistoryBuffer registers for itself at construction.
 _STATISTICS = ('min', 'max', 'current', 'mean')
@@ -64,6 +85,56 @@ def allowed_globals():
         HistoryBuffer,
         (history_buffer_getattr, 'builtins.getattr'),
     ]
+
+
+def load_from_local_safely(filename, map_location=None):
+    """mmengine's local loader, reading with the weights-only unpickler."""
+    return load_file(filename, map_location)
+
+
+def load_from_http_safely(filename, map_location=None):
+    """mmengine's http(s) loader: download once to torch's hub cache, then
+    read like a local file."""
+    return load_file(download(filename), map_location)
+
+
+def load_from_zoo_safely(filename, map_location=None):
+    """mmengine's model-zoo names (``torchvision://``, ``modelzoo://``,
+    ``open-mmlab://``, ``openmmlab://``, ``mmcls://``) resolved by mmengine's
+    own tables, then read like a URL or local file."""
+    ckpt = mmengine_checkpoint
+    scheme, name = filename.split('://', 1)
+    if scheme in ('torchvision', 'modelzoo'):
+        url = ckpt.get_torchvision_models()[name]
+    elif scheme == 'mmcls':
+        url = ckpt.get_mmcls_models()[name]
+    else:
+        name = ckpt.get_deprecated_model_names().get(name, name)
+        url = ckpt.get_external_models()[name]
+    if is_url(url):
+        state = load_from_http_safely(url, map_location)
+    else:  # open-mmlab names may point into mmengine's home
+        state = load_file(os.path.join(ckpt._get_mmengine_home(), url),
+                          map_location)
+    if scheme == 'mmcls':
+        state = ckpt._process_mmcls_checkpoint(state)
+    return state
+
+
+SAFE_LOADERS = {
+    '': load_from_local_safely,
+    ('http://', 'https://'): load_from_http_safely,
+    ('torchvision://', 'modelzoo://', 'open-mmlab://', 'openmmlab://',
+     'mmcls://'): load_from_zoo_safely,
+}
+
+
+def register_safe_loaders():
+    """Replace mmengine's loaders for local files, URLs and model-zoo names
+    by :data:`SAFE_LOADERS`. Idempotent."""
+    for prefixes, loader in SAFE_LOADERS.items():
+        mmengine_checkpoint.CheckpointLoader.register_scheme(
+            prefixes, loader, force=True)
 
 
 def _dataset_for(num_classes):
@@ -132,4 +203,5 @@ def when_imported(name, patch):
 def apply():
     """Apply every fix; called once, by ``import mmpoolformer``."""
     torch.serialization.add_safe_globals(allowed_globals())
+    register_safe_loaders()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)

@@ -27,22 +27,32 @@ own layouts (:func:`convert_metaformer`):
   ``nn.Linear`` where it works on tokens (attention ``qkv``, random mixing
   ``random_matrix``), as timm has them.
 
-Files are ``.pth`` (torch's weights-only loader) or ``.safetensors``, paths or
-URLs. The backbone names the layouts it reads (``convert_checkpoint``), so
-PoolFormer v1 and v2 checkpoints, which share key names, are never mixed up.
+Files are ``.pth`` (torch's weights-only loader, asked for explicitly) or
+``.safetensors``, paths or http(s) URLs; a URL is downloaded once into torch's
+hub cache and then read like a local file (:func:`download`), so no reader
+here runs code from a file. The backbone names the layouts it reads
+(``convert_checkpoint``), so PoolFormer v1 and v2 checkpoints, which share key
+names, are never mixed up, and each says which type reads the other's.
 
 Classifier weights (and a detector's neck and heads) are dropped. Loading into
 a model is strict about everything else: a shape mismatch, a missing block or
 an unknown key is an error, never a silent skip.
 """
 import os
+import pickle
 import re
 from typing import Dict, List, Optional, Tuple
+from urllib.error import URLError
 from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 FORMATS = ('official', 'mmpretrain', 'timm', 'mmpoolformer')
 METAFORMER_FORMATS = ('official', 'timm', 'mmpoolformer')
@@ -52,24 +62,107 @@ class CheckpointFormatError(ValueError):
     """A checkpoint that cannot be read as the target backbone's weights."""
 
 
-def read_checkpoint(path: str) -> dict:
-    """Load a checkpoint file or URL: ``.safetensors`` with the safetensors
-    library, anything else with torch's safe (weights-only) loader. Neither
-    can run code.
+def is_url(path) -> bool:
+    """Whether ``path`` is a URL that :func:`download` fetches: http(s)
+    (and ``file://``, as torch's downloader reads it)."""
+    return str(path).startswith(('http://', 'https://', 'file://'))
+
+
+def download(url: str) -> str:
+    """The local copy of ``url`` in torch's hub cache
+    (``<torch.hub.get_dir()>/checkpoints``), downloaded if absent.
+
+    The name is the URL's path with ``/`` as ``_`` (hub ``.safetensors``
+    files all share the name ``model.safetensors``). Several processes
+    asking at once (the ranks of one job) download once: one takes a file
+    lock and downloads to a temporary file in the cache, then renames it
+    into place, which is atomic; the others wait on the lock and find the
+    file. A file under the final name is thus always complete.
+    """
+    name = '_'.join(urlparse(url).path.strip('/').split('/'))
+    if not name:
+        raise ValueError(f'{url}: the URL names no file')
+    folder = os.path.join(torch.hub.get_dir(), 'checkpoints')
+    path = os.path.join(folder, name)
+    if os.path.isfile(path):
+        return path
+    os.makedirs(folder, exist_ok=True)
+    with open(path + '.lock', 'a') as lock:
+        if fcntl is not None:  # POSIX; elsewhere ranks may each download
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not os.path.isfile(path):
+                part = f'{path}.{os.getpid()}.part'
+                try:
+                    torch.hub.download_url_to_file(url, part,
+                                                   progress=os.isatty(2))
+                    os.replace(part, path)
+                finally:
+                    if os.path.exists(part):
+                        os.remove(part)
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    return path
+
+
+def load_file(path: str, map_location='cpu'):
+    """Load a local checkpoint file without running code: ``.safetensors``
+    with the safetensors library, anything else with ``torch.load(...,
+    weights_only=True)``. The flag is explicit so that neither torch's
+    default (the full unpickler before torch 2.6) nor the environment
+    variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` can turn the full
+    unpickler on. ``map_location`` as for :func:`torch.load` (for
+    ``.safetensors``: a device or None).
+
+    Raises:
+        FileNotFoundError if ``path`` is not a file.
+    """
+    path = os.path.expanduser(str(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path} can not be found.')
+    if path.endswith('.safetensors'):
+        from safetensors.torch import load_file as load_safetensors
+        if not (map_location is None
+                or isinstance(map_location, (str, torch.device))):
+            raise ValueError(
+                f'{path}: map_location for a .safetensors file must be a '
+                f'device or None, got {map_location!r}')
+        return load_safetensors(path, device=str(map_location or 'cpu'))
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def read_checkpoint(path: str, map_location='cpu') -> dict:
+    """Load a checkpoint file or URL (downloaded first, see
+    :func:`download`) with :func:`load_file`, which cannot run code. Other
+    ``scheme://`` names go to mmengine's ``CheckpointLoader``, whose
+    loaders :mod:`mmpoolformer.compat` makes equally safe.
 
     Raises:
         FileNotFoundError / CheckpointFormatError naming ``path``.
     """
     try:
-        if str(path).endswith('.safetensors'):
-            ckpt = _read_safetensors(str(path))
+        if is_url(path):
+            ckpt = load_file(download(path), map_location)
+        elif '://' in str(path):
+            ckpt = CheckpointLoader.load_checkpoint(
+                path, map_location=map_location)
         else:
-            ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+            ckpt = load_file(path, map_location)
     except FileNotFoundError as e:
         raise FileNotFoundError(f'Checkpoint not found: {path}') from e
+    except pickle.UnpicklingError as e:
+        # torch's message suggests weights_only=False: keep only its reason
+        why = re.search(r'WeightsUnpickler error:\s*(.*?)(\.\s|\n\n|$)',
+                        str(e), re.S)
+        raise CheckpointFormatError(
+            f'Refused checkpoint {path}: '
+            f'{why.group(1) if why else e}. The weights-only loader ran '
+            f'nothing from it; the file holds more than tensors and plain '
+            f'data (code, if it was crafted) or is no checkpoint.') from e
     except Exception as e:  # noqa: BLE001 - re-raised with the path
         hint = ''
-        if '://' in str(path):
+        if isinstance(e, URLError):
             hint = (' (offline? download it elsewhere and set '
                     'model.backbone.init_cfg.checkpoint to the local file)')
         raise CheckpointFormatError(
@@ -79,21 +172,6 @@ def read_checkpoint(path: str) -> dict:
         raise CheckpointFormatError(
             f'{path} holds a {type(ckpt).__name__}, not a state dict')
     return ckpt
-
-
-def _read_safetensors(path: str) -> dict:
-    from safetensors.torch import load_file
-    if '://' in path:
-        # hub files share the name model.safetensors: cache by URL path
-        url = path
-        name = '_'.join(urlparse(url).path.strip('/').split('/'))
-        path = os.path.join(torch.hub.get_dir(), 'checkpoints', name)
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            torch.hub.download_url_to_file(url, path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(path)
-    return load_file(path)
 
 
 def _unwrap(ckpt: dict, prefix: Optional[str] = None
@@ -187,6 +265,14 @@ def convert(ckpt: dict, prefix: Optional[str] = None
         (state_dict, dropped_keys, format_name)
     """
     state, dropped = _unwrap(ckpt, prefix)
+    baseline = detect_metaformer_format(state)
+    if baseline is not None:
+        # timm's MetaFormer layout also has stem.conv: say so before
+        # detect_format takes it for v1's timm layout
+        raise CheckpointFormatError(
+            f'these are MetaFormer-baseline weights ({baseline} layout), '
+            f'not PoolFormer (v1) ones: read them with type '
+            f'{metaformer_type(state)}')
     fmt = detect_format(state)
     if fmt is None:
         raise _unrecognised(state, 'PoolFormer', FORMATS)
@@ -211,6 +297,19 @@ def detect_metaformer_format(keys) -> Optional[str]:
         return 'timm' if any(k.startswith('head.') for k in keys) \
             else 'mmpoolformer'
     return None
+
+
+def metaformer_type(state) -> str:
+    """The MetaFormer-baseline type(s) whose weights ``state`` holds, told
+    by the token mixers' parameters (pooling and identity have none)."""
+    keys = ' '.join(state)
+    if 'token_mixer.qkv' in keys:
+        return 'CAFormer'
+    if 'token_mixer.pwconv' in keys:
+        return 'ConvFormer'
+    if 'token_mixer.random_matrix' in keys:
+        return 'RandFormer'
+    return 'PoolFormerV2 or IdentityFormer'
 
 
 def _from_official(key: str, value: torch.Tensor,
@@ -283,16 +382,18 @@ def _not_built(key: str, model) -> bool:
 
 
 def load_pretrained(model, path: str, prefix: Optional[str] = None,
-                    logger: str = 'current') -> None:
+                    logger: str = 'current', map_location='cpu') -> None:
     """Load weights from ``path`` (file or URL; the keys under ``prefix`` if
     given) into ``model``, a :class:`~mmpoolformer.models.base.DenseBackbone`,
-    in any layout its ``convert_checkpoint`` reads.
+    in any layout its ``convert_checkpoint`` reads. ``map_location`` is
+    where the file's tensors are read to (see :func:`load_file`), before
+    they are copied into the model.
 
     Output norms absent from ImageNet checkpoints keep their fresh init; any
     other missing or unknown key, or a shape mismatch, raises.
     """
     name = type(model).__name__
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path, map_location)
     try:
         state, dropped, fmt = model.convert_checkpoint(ckpt, prefix)
     except CheckpointFormatError as e:

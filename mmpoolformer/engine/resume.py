@@ -45,7 +45,8 @@ def latest_good_checkpoint(work_dir: str) -> Optional[str]:
         try:
             # mmap reads the zip directory (at the file's end, so any
             # truncation shows) without reading the tensors a second time
-            torch.load(path, map_location='cpu', mmap=True)
+            torch.load(path, map_location='cpu', mmap=True,
+                       weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file
             print_log(f'Skipping unreadable checkpoint {path}: '
                       f'{type(e).__name__}: {str(e)[:200]}', logger='current',

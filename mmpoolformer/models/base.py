@@ -200,7 +200,9 @@ class DenseBackbone(BaseModule):
         finally:
             self.init_cfg = full
         load_pretrained(self, self._pretrained['checkpoint'],
-                        prefix=self._pretrained.get('prefix'))
+                        prefix=self._pretrained.get('prefix'),
+                        map_location=self._pretrained.get('map_location',
+                                                          'cpu'))
         self._is_init = True
 
     def _freeze_stages(self):

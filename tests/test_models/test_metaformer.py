@@ -369,7 +369,8 @@ def test_v1_and_v2_checkpoints_are_not_mixed_up(tmp_path):
     v2 = tmp_path / 'poolformerv2_s12_timm.pth'
     torch.save(timm_metaformer('poolformerv2_s12').state_dict(), v2)
     with pytest.raises(CheckpointFormatError,
-                       match=r'does not fit this PoolFormer .*stem\.norm'):
+                       match=r'MetaFormer-baseline weights \(timm layout\)'
+                       r'.*type PoolFormerV2'):
         load_pretrained(PoolFormer('s12'), str(v2))
 
 
