@@ -10,7 +10,8 @@ from mmpoolformer.testing import (TimmFeatures, assert_features_equal,
                                   mmpretrain_poolformer, official_state,
                                   ours_from, randomise, run, timm_poolformer,
                                   tool)
-from mmpoolformer.weights import CheckpointFormatError, load_pretrained
+from mmpoolformer.weights import (CheckpointFormatError, convert,
+                                  load_pretrained)
 
 
 # multiples of 4 (as mmdet/mmseg pad to), odd sizes at strides 8-32
@@ -119,7 +120,7 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path):
     with pytest.raises(CheckpointFormatError,
                        match=r'stem\.weight: checkpoint \(96, 3, 7, 7\) vs '
                        r'model \(64, 3, 7, 7\)'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
 
 
 def test_missing_blocks_are_an_error(tmp_path):
@@ -127,25 +128,25 @@ def test_missing_blocks_are_an_error(tmp_path):
     torch.save(PoolFormer('s12').state_dict(), path)
     with pytest.raises(CheckpointFormatError,
                        match=r'missing from checkpoint.*stages\.0\.blocks\.2'):
-        load_pretrained(PoolFormer('s24'), str(path))
+        load_pretrained(PoolFormer('s24'), str(path), convert)
     path = tmp_path / 's24.pth'
     torch.save(PoolFormer('s24').state_dict(), path)
     with pytest.raises(CheckpointFormatError, match=r'not in the model'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
 
 
 def test_missing_and_unreadable_files(tmp_path):
     missing = str(tmp_path / 'nope.pth')
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        load_pretrained(PoolFormer('s12'), missing)
+        load_pretrained(PoolFormer('s12'), missing, convert)
     junk = tmp_path / 'junk.pth'
     junk.write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointFormatError, match='junk.pth'):
-        load_pretrained(PoolFormer('s12'), str(junk))
+        load_pretrained(PoolFormer('s12'), str(junk), convert)
     other = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.zeros(1)}, other)
     with pytest.raises(CheckpointFormatError, match=r'Unrecognised.*conv1'):
-        load_pretrained(PoolFormer('s12'), str(other))
+        load_pretrained(PoolFormer('s12'), str(other), convert)
 
 
 def test_partly_written_file_is_an_error(tmp_path):
@@ -154,4 +155,4 @@ def test_partly_written_file_is_an_error(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointFormatError, match='cut.pth'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)

@@ -13,7 +13,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..weights import convert, load_pretrained
+from ..weights import load_pretrained
 
 
 def check_number(owner: str, name: str, value, low=None, high=None,
@@ -48,10 +48,12 @@ class DenseBackbone(BaseModule):
     ``norm{i}`` per selected output. :meth:`forward` returns those outputs.
 
     ``init_cfg`` may be a dict or a list of dicts, as for any mmengine
-    module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix``)
-    always loads through :func:`~mmpoolformer.weights.load_pretrained`,
-    after the other entries have run. ``pretrained=PATH`` is mmseg's older
-    form of the same (mmseg's ``EncoderDecoder`` passes it down).
+    module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix`` and
+    ``map_location``) is taken out in ``__init__`` and loads through
+    :func:`~mmpoolformer.weights.load_pretrained` with the subclass's
+    ``convert`` (the checkpoint layouts it reads), after mmengine has run
+    the other entries. ``pretrained=PATH`` is mmseg's older form of the
+    same (mmseg's ``EncoderDecoder`` passes it down).
     """
 
     num_stages = 4
@@ -65,12 +67,10 @@ class DenseBackbone(BaseModule):
     #: Keys an arch must have, and keys it may have besides.
     arch_required = ('depths', 'dims')
     arch_optional: Tuple[str, ...] = ()
-    #: Reads a checkpoint dict into this backbone's layout (see
-    #: :mod:`mmpoolformer.weights`): PoolFormer v1's layouts here.
-    convert_checkpoint = staticmethod(convert)
 
     def __init__(self, arch, in_channels, out_indices, frozen_stages,
-                 norm_eval, drop_path_rate, init_cfg=None, pretrained=None):
+                 norm_eval, drop_path_rate, init_cfg=None, pretrained=None,
+                 *, convert: Callable):
         name = type(self).__name__
         if pretrained is not None:
             if init_cfg is not None:
@@ -86,9 +86,9 @@ class DenseBackbone(BaseModule):
                 f"{name}: pretrained is deprecated, use init_cfg=dict(type="
                 f"'Pretrained', checkpoint={pretrained!r})")
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        pretrained_cfg = self._parse_init_cfg(name, init_cfg)
-        super().__init__(init_cfg=init_cfg)
-        self._pretrained = pretrained_cfg
+        self._pretrained, others = self._split_init_cfg(name, init_cfg)
+        super().__init__(init_cfg=others)
+        self._convert = convert
         self.arch = self._parse_arch(arch)
         self.depths, self.dims = self.arch['depths'], self.arch['dims']
         self.out_indices = self._parse_out_indices(out_indices)
@@ -162,9 +162,9 @@ class DenseBackbone(BaseModule):
         return tuple(sorted(int(i) for i in out_indices))
 
     @staticmethod
-    def _parse_init_cfg(name, init_cfg):
+    def _split_init_cfg(name, init_cfg):
         """The ``Pretrained`` entry of ``init_cfg`` (None if there is none),
-        checked."""
+        checked, and the other entries (None if there are none)."""
         cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else \
             [] if init_cfg is None else [init_cfg]
         if not all(isinstance(c, dict) and 'type' in c for c in cfgs):
@@ -174,36 +174,28 @@ class DenseBackbone(BaseModule):
         if len(found) > 1:
             raise ValueError(f'{name}: init_cfg has {len(found)} Pretrained '
                              f'entries, at most one is allowed: {found}')
-        if found:
-            extra = set(found[0]) - {'type', 'checkpoint', 'prefix',
-                                     'map_location'}
-            if 'checkpoint' not in found[0] or extra:
-                raise ValueError(
-                    f'{name}: a Pretrained init_cfg takes "checkpoint" and '
-                    f'optionally "prefix" (and "map_location"), got '
-                    f'{found[0]}')
-            return found[0]
-        return None
+        if not found:
+            return None, init_cfg
+        extra = set(found[0]) - {'type', 'checkpoint', 'prefix',
+                                 'map_location'}
+        if 'checkpoint' not in found[0] or extra:
+            raise ValueError(
+                f'{name}: a Pretrained init_cfg takes "checkpoint" and '
+                f'optionally "prefix" (and "map_location"), got '
+                f'{found[0]}')
+        others = [c for c in cfgs if c['type'] != 'Pretrained']
+        return found[0], others or None
 
     def init_weights(self):
-        """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),
-        then load the pretrained checkpoint, if any, strictly."""
-        if self._pretrained is None:
-            return super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) \
-            else [self.init_cfg]
-        full = self.init_cfg
-        self.init_cfg = [c for c in cfgs if c['type'] != 'Pretrained'] or \
-            None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = full
-        load_pretrained(self, self._pretrained['checkpoint'],
-                        prefix=self._pretrained.get('prefix'),
-                        map_location=self._pretrained.get('map_location',
-                                                          'cpu'))
-        self._is_init = True
+        """Run the other ``init_cfg`` entries (mmengine's way), then load
+        the ``Pretrained`` checkpoint, if any, strictly."""
+        super().init_weights()
+        if self._pretrained is not None:
+            load_pretrained(self, self._pretrained['checkpoint'],
+                            self._convert,
+                            prefix=self._pretrained.get('prefix'),
+                            map_location=self._pretrained.get(
+                                'map_location', 'cpu'))
 
     def _freeze_stages(self):
         frozen = []

@@ -87,7 +87,6 @@ class MetaFormer(DenseBackbone):
     #: scales (no LayerScale, ResScale in stages 2-3).
     arch_defaults = dict(layer_scale_init_value=None,
                          res_scale_init_values=(None, None, 1.0, 1.0))
-    convert_checkpoint = staticmethod(convert_metaformer)
 
     def __init__(self,
                  arch: Union[str, dict] = None,
@@ -103,7 +102,8 @@ class MetaFormer(DenseBackbone):
                  pretrained: str = None):
         super().__init__(self.default_arch if arch is None else arch,
                          in_channels, out_indices, frozen_stages, norm_eval,
-                         drop_path_rate, init_cfg, pretrained)
+                         drop_path_rate, init_cfg, pretrained,
+                         convert=convert_metaformer)
         if not (isinstance(input_size, Integral) and input_size > 0):
             raise ValueError(f'input_size must be a positive int, got '
                              f'{input_size!r}')

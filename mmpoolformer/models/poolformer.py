@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from ..registry import register_everywhere
+from ..weights import convert
 from . import fused as fast
 from .base import DenseBackbone, check_number
 from .layers import Mlp, Pooling, Stage, stochastic_depth
@@ -196,7 +197,8 @@ class PoolFormer(DenseBackbone):
                  init_cfg: Union[dict, list] = None,
                  pretrained: str = None):
         super().__init__(arch, in_channels, out_indices, frozen_stages,
-                         norm_eval, drop_path_rate, init_cfg, pretrained)
+                         norm_eval, drop_path_rate, init_cfg, pretrained,
+                         convert=convert)
         if layer_scale_init_value is None:
             layer_scale_init_value = self.arch['layer_scale_init_value']
         name = type(self).__name__

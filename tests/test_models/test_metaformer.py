@@ -22,7 +22,7 @@ from mmpoolformer.testing import (TimmFeatures, assert_close,
                                   official_metaformer_state, ours_from,
                                   randomise, run, timm_metaformer,
                                   timm_poolformer, tool)
-from mmpoolformer.weights import CheckpointFormatError, load_pretrained
+from mmpoolformer.weights import CheckpointFormatError
 
 FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
                 caformer=CAFormer, identityformer=IdentityFormer,
@@ -365,13 +365,13 @@ def test_v1_and_v2_checkpoints_are_not_mixed_up(tmp_path):
     torch.save(timm_poolformer('s12').state_dict(), v1)
     with pytest.raises(CheckpointFormatError,
                        match=r'Unrecognised MetaFormer.*PoolFormer \(v1\)'):
-        load_pretrained(PoolFormerV2('s12'), str(v1))
+        ours_from(PoolFormerV2, str(v1), 's12')
     v2 = tmp_path / 'poolformerv2_s12_timm.pth'
     torch.save(timm_metaformer('poolformerv2_s12').state_dict(), v2)
     with pytest.raises(CheckpointFormatError,
                        match=r'MetaFormer-baseline weights \(timm layout\)'
                        r'.*type PoolFormerV2'):
-        load_pretrained(PoolFormer('s12'), str(v2))
+        ours_from(PoolFormer, str(v2), 's12')
 
 
 def test_other_family_is_an_error(tmp_path):
@@ -379,7 +379,7 @@ def test_other_family_is_an_error(tmp_path):
     torch.save(timm_metaformer('caformer_s18').state_dict(), path)
     with pytest.raises(CheckpointFormatError,
                        match=r'does not fit this ConvFormer .*qkv'):
-        load_pretrained(ConvFormer('s18'), str(path))
+        ours_from(ConvFormer, str(path), 's18')
 
 
 def test_convert_tool_reads_official_metaformer(tmp_path):
