@@ -1,4 +1,6 @@
-"""PoolFormer for mmdet 3, mmsegmentation 1 and mmpretrain 1.
+"""PoolFormer and the MetaFormer baselines (PoolFormerV2, ConvFormer, CAFormer,
+IdentityFormer, RandFormer) as backbones for mmdet 3, mmsegmentation 1 and
+mmpretrain 1.
 
 Importing this package registers the backbones and the engine's hooks, and
 applies mmpoolformer's fixes to other libraries once (see :mod:`.compat`).

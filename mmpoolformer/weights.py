@@ -30,9 +30,10 @@ own layouts (:func:`convert_metaformer`):
 Files are ``.pth`` (torch's weights-only loader, asked for explicitly) or
 ``.safetensors``, paths or http(s) URLs; a URL is downloaded once into torch's
 hub cache and then read like a local file (:func:`download`), so no reader
-here runs code from a file. The backbone names the layouts it reads
-(``convert_checkpoint``), so PoolFormer v1 and v2 checkpoints, which share key
-names, are never mixed up, and each says which type reads the other's.
+here runs code from a file. Each backbone hands :func:`load_pretrained` the
+converter of its layouts (:func:`convert`, :func:`convert_metaformer`), so
+PoolFormer v1 and v2 checkpoints, which share key names, are never mixed up,
+and each says which type reads the other's.
 
 Classifier weights (and a detector's neck and heads) are dropped. Loading into
 a model is strict about everything else: a shape mismatch, a missing block or
@@ -41,7 +42,7 @@ an unknown key is an error, never a silent skip.
 import os
 import pickle
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.error import URLError
 from urllib.parse import urlparse
 
@@ -381,11 +382,13 @@ def _not_built(key: str, model) -> bool:
     return bool(m) and int(m.group(1)) not in model.out_indices
 
 
-def load_pretrained(model, path: str, prefix: Optional[str] = None,
-                    logger: str = 'current', map_location='cpu') -> None:
+def load_pretrained(model, path: str, convert: Callable,
+                    prefix: Optional[str] = None, logger: str = 'current',
+                    map_location='cpu') -> None:
     """Load weights from ``path`` (file or URL; the keys under ``prefix`` if
     given) into ``model``, a :class:`~mmpoolformer.models.base.DenseBackbone`,
-    in any layout its ``convert_checkpoint`` reads. ``map_location`` is
+    in any layout ``convert`` reads (:func:`convert` for PoolFormer,
+    :func:`convert_metaformer` for the baselines). ``map_location`` is
     where the file's tensors are read to (see :func:`load_file`), before
     they are copied into the model.
 
@@ -395,7 +398,7 @@ def load_pretrained(model, path: str, prefix: Optional[str] = None,
     name = type(model).__name__
     ckpt = read_checkpoint(path, map_location)
     try:
-        state, dropped, fmt = model.convert_checkpoint(ckpt, prefix)
+        state, dropped, fmt = convert(ckpt, prefix)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f'{path}: {e}') from e
     own = model.state_dict()

@@ -10,7 +10,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmpoolformer  # noqa: F401  (registers the allowlist)
 from mmpoolformer import PoolFormer
-from mmpoolformer.weights import CheckpointFormatError, load_pretrained
+from mmpoolformer.weights import (CheckpointFormatError, convert,
+                                  load_pretrained)
 
 
 def mmengine_like_checkpoint():
@@ -66,7 +67,7 @@ def test_payload_refused_and_not_run(tmp_path):
     with pytest.raises(Exception, match='system'):
         _load_checkpoint(str(path), map_location='cpu')
     with pytest.raises(CheckpointFormatError, match='evil.pth'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
     assert not marker.exists()
 
 

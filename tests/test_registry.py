@@ -1,11 +1,12 @@
 """``import mmpoolformer`` makes the backbone buildable from every library."""
+import sys
+
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-import mmpoolformer
 from mmpoolformer import PoolFormer
+from mmpoolformer.testing import run
 
 
 def _registries():
@@ -40,15 +41,38 @@ def test_mmpretrain_keeps_its_own_poolformer():
         assert registry.get('PoolFormer') is MMPretrainPF
 
 
-def test_custom_imports_registers(tmp_path):
+# A fresh interpreter: here mmpoolformer is imported already. The plain
+# name: a scoped one ('mmpoolformer.PoolFormer') makes mmengine import the
+# scope's package by itself.
+CUSTOM_IMPORTS_CHILD = '''
+import sys
+from mmengine.config import Config
+from mmengine.registry import MODELS
+assert 'mmpoolformer' not in sys.modules
+cfg = Config.fromfile(sys.argv[1])
+model = MODELS.build(cfg.model)
+print(type(model).__module__, tuple(model.depths))
+'''
+
+
+@pytest.mark.parametrize('imports', [True, False])
+def test_custom_imports_registers(tmp_path, imports):
+    """A config's ``custom_imports`` alone makes the backbone buildable
+    from mmengine's registry (and without it, it is not)."""
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
-        "custom_imports = dict(imports=['mmpoolformer'], "
-        "allow_failed_imports=False)\n"
-        "model = dict(type='mmpoolformer.PoolFormer', arch='s24')\n")
-    cfg = Config.fromfile(str(cfg_file))
-    model = mmpoolformer.registry.MODELS.build(cfg.model)
-    assert model.depths == (4, 4, 12, 4)
+        ("custom_imports = dict(imports=['mmpoolformer'], "
+         "allow_failed_imports=False)\n" if imports else '') +
+        "model = dict(type='PoolFormer', arch='s24')\n")
+    proc = run([sys.executable, '-c', CUSTOM_IMPORTS_CHILD, str(cfg_file)],
+               check=False)
+    if imports:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert proc.stdout.split() == ['mmpoolformer.models.poolformer',
+                                       '(4,', '4,', '12,', '4)']
+    else:
+        assert proc.returncode != 0
+        assert 'PoolFormer is not in the' in proc.stderr
 
 
 def test_mmpretrain_classifier_with_our_backbone():

@@ -16,12 +16,11 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 from mmpoolformer import PoolFormer, PoolFormerV2
-from mmpoolformer.testing import (official_metaformer_state, randomise,
+from mmpoolformer.testing import (TOOLS, checkout_env,
+                                  official_metaformer_state, randomise,
                                   timm_metaformer)
-from mmpoolformer.weights import (CheckpointFormatError, load_pretrained,
-                                  read_checkpoint)
-
-REPO = os.path.join(os.path.dirname(__file__), '..')
+from mmpoolformer.weights import (CheckpointFormatError, convert,
+                                  load_pretrained, read_checkpoint)
 
 
 class Payload:
@@ -141,7 +140,7 @@ def test_pretrained_refuses_payload(evil_source):
 
 
 def test_convert_tool_refuses_payload(evil_source, tmp_path):
-    tool = runpy.run_path(os.path.join(REPO, 'tools', 'convert_weights.py'))
+    tool = runpy.run_path(os.path.join(TOOLS, 'convert_weights.py'))
     with pytest.raises(CheckpointFormatError, match=REFUSED):
         tool['main']([evil_source, str(tmp_path / 'out.pth')])
     assert not (tmp_path / 'out.pth').exists()
@@ -196,7 +195,7 @@ def test_benign_checkpoints_over_http(tmp_path, server, hub):
         assert torch.equal(model.state_dict()[k], v), k
     # cached under the URL's path: a second reader does not download
     assert (hub / 'releases_v1_plain.pth').is_file()
-    load_pretrained(PoolFormer('s12'), url)
+    load_pretrained(PoolFormer('s12'), url, convert)
     assert server.gets['/releases/v1/plain.pth'] == 1
 
     # an mmengine checkpoint (numpy values in meta) through load_from
@@ -217,7 +216,7 @@ def test_safetensors_over_http(tmp_path, server, hub):
     save_file(src.state_dict(), str(path))
     url = server.serve('org/s12/model.safetensors', path)
     model = PoolFormer('s12')
-    load_pretrained(model, url)
+    load_pretrained(model, url, convert)
     assert torch.equal(model.stem.weight, src.stem.weight)
     assert (hub / 'org_s12_model.safetensors').is_file()
 
@@ -248,7 +247,8 @@ def test_two_processes_download_once(tmp_path, server, hub):
         (hub / 'shared.pth').exists())
     procs = [subprocess.Popen(
         [sys.executable, '-c', READER, url, str(tmp_path / 'ready')],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=checkout_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
         for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
@@ -272,7 +272,7 @@ def test_metaformer_weights_into_poolformer(tmp_path, layout, name,
     path = tmp_path / f'{name}.pth'
     torch.save(state, path)
     with pytest.raises(CheckpointFormatError) as info:
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
     message = str(info.value)
     assert f'MetaFormer-baseline weights ({layout} layout)' in message
     assert f'read them with type {family}' in message
@@ -305,5 +305,5 @@ def test_map_location_for_safetensors_is_a_device(tmp_path):
     with pytest.raises(CheckpointFormatError,
                        match='map_location for a .safetensors file must be '
                        'a device or None'):
-        load_pretrained(PoolFormer('s12'), str(path),
+        load_pretrained(PoolFormer('s12'), str(path), convert,
                         map_location=lambda s, loc: s)

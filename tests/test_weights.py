@@ -1,38 +1,21 @@
 """Loading every published checkpoint layout gives the reference features."""
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mmpoolformer import PoolFormer
 from mmpoolformer.models import fused as fused_module
-from mmpoolformer.models import poolformer as pf_module
-from mmpoolformer.testing import (TimmFeatures, assert_close,
+from mmpoolformer.models import layers
+from mmpoolformer.testing import (TimmFeatures, assert_features_equal,
                                   mmpretrain_poolformer, official_state,
-                                  randomise, timm_poolformer)
-from mmpoolformer.weights import CheckpointFormatError, load_pretrained
-
-TOOLS = os.path.join(os.path.dirname(__file__), '..', 'tools')
-
-
-def ours_from(path, arch='s12', out_indices=(0, 1, 2, 3)):
-    model = PoolFormer(arch, out_indices=out_indices,
-                       init_cfg=dict(type='Pretrained', checkpoint=path))
-    model.init_weights()
-    return model.eval()
+                                  ours_from, randomise, run, timm_poolformer,
+                                  tool)
+from mmpoolformer.weights import (CheckpointFormatError, convert,
+                                  load_pretrained)
 
 
 # multiples of 4 (as mmdet/mmseg pad to), odd sizes at strides 8-32
 X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
-
-
-def assert_features_equal(ours, ref):
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref):
-        assert_close(a, b)
 
 
 def test_mmpretrain_dense_checkpoint(tmp_path):
@@ -41,7 +24,7 @@ def test_mmpretrain_dense_checkpoint(tmp_path):
     torch.save({'state_dict': {f'backbone.{k}': v
                                for k, v in ref.state_dict().items()}}, path)
     with torch.no_grad():
-        assert_features_equal(ours_from(str(path))(X), ref(X))
+        assert_features_equal(ours_from(PoolFormer, str(path))(X), ref(X))
 
 
 def test_mmpretrain_classifier_drops_head_and_final_norm(tmp_path, capsys):
@@ -51,7 +34,7 @@ def test_mmpretrain_classifier_drops_head_and_final_norm(tmp_path, capsys):
     state['head.fc.bias'] = torch.randn(1000)
     path = tmp_path / 'cls.pth'
     torch.save({'state_dict': state}, path)
-    ours = ours_from(str(path), out_indices=(3, ))
+    ours = ours_from(PoolFormer, str(path), out_indices=(3, ))
     # the classifier norm is not an output norm: ours stays freshly built
     assert torch.equal(ours.norm3.weight, torch.ones(512))
     ref.norm6.weight.data.fill_(1)
@@ -65,7 +48,7 @@ def test_official_checkpoint(tmp_path):
     path = tmp_path / 'poolformer_s12.pth.tar'
     torch.save(official_state(ref), path)
     with torch.no_grad():
-        assert_features_equal(ours_from(str(path))(X), ref(X))
+        assert_features_equal(ours_from(PoolFormer, str(path))(X), ref(X))
 
 
 @pytest.mark.parametrize('arch', ['s12', 'm36'])
@@ -75,7 +58,8 @@ def test_timm_checkpoint(tmp_path, arch):
     torch.save(ref.state_dict(), path)
     with torch.no_grad():
         expected = TimmFeatures(ref)(X)
-        assert_features_equal(ours_from(str(path), arch)(X), expected)
+        assert_features_equal(ours_from(PoolFormer, str(path), arch)(X),
+                              expected)
 
 
 def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
@@ -91,10 +75,10 @@ def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
         return pooled if out is None else out.copy_(pooled)
 
     monkeypatch.setattr(fused_module, 'avg_pool', with_padding)
-    monkeypatch.setattr(pf_module.Pooling, 'forward',
+    monkeypatch.setattr(layers.Pooling, 'forward',
                         lambda self, x: with_padding(x, self.pool_size) - x)
     for fused in (True, False):
-        ours = ours_from(str(path))
+        ours = ours_from(PoolFormer, str(path))
         ours.fused = fused
         with torch.no_grad(), pytest.raises(AssertionError):
             assert_features_equal(ours(X), ref(X))
@@ -110,10 +94,11 @@ def test_own_and_detector_checkpoints(tmp_path):
     torch.save({'meta': {'epoch': 1}, 'state_dict': state}, det)
     with torch.no_grad():
         expected = src.eval()(X)
-        assert_features_equal(ours_from(str(plain))(X), expected)
+        assert_features_equal(ours_from(PoolFormer, str(plain))(X), expected)
         # a RetinaNet backbone (stages 1-3) drops the stride-4 norm
         assert_features_equal(
-            ours_from(str(det), out_indices=(1, 2, 3))(X), expected[1:])
+            ours_from(PoolFormer, str(det), out_indices=(1, 2, 3))(X),
+            expected[1:])
 
 
 def test_convert_tool_roundtrip(tmp_path):
@@ -121,14 +106,12 @@ def test_convert_tool_roundtrip(tmp_path):
     src = tmp_path / 'mmpretrain.pth'
     torch.save({f'backbone.{k}': v for k, v in ref.state_dict().items()}, src)
     dst = tmp_path / 'converted.pth'
-    out = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, 'convert_weights.py'),
-         str(src), str(dst)], capture_output=True, text=True, check=True)
+    out = run(tool('convert_weights.py', src, dst))
     assert 'mmpretrain layout' in out.stdout
     state = torch.load(dst)
     assert 'stem.weight' in state and 'norm3.weight' in state
     with torch.no_grad():
-        assert_features_equal(ours_from(str(dst))(X), ref(X))
+        assert_features_equal(ours_from(PoolFormer, str(dst))(X), ref(X))
 
 
 def test_shape_mismatch_names_key_and_shapes(tmp_path):
@@ -137,7 +120,7 @@ def test_shape_mismatch_names_key_and_shapes(tmp_path):
     with pytest.raises(CheckpointFormatError,
                        match=r'stem\.weight: checkpoint \(96, 3, 7, 7\) vs '
                        r'model \(64, 3, 7, 7\)'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
 
 
 def test_missing_blocks_are_an_error(tmp_path):
@@ -145,25 +128,25 @@ def test_missing_blocks_are_an_error(tmp_path):
     torch.save(PoolFormer('s12').state_dict(), path)
     with pytest.raises(CheckpointFormatError,
                        match=r'missing from checkpoint.*stages\.0\.blocks\.2'):
-        load_pretrained(PoolFormer('s24'), str(path))
+        load_pretrained(PoolFormer('s24'), str(path), convert)
     path = tmp_path / 's24.pth'
     torch.save(PoolFormer('s24').state_dict(), path)
     with pytest.raises(CheckpointFormatError, match=r'not in the model'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)
 
 
 def test_missing_and_unreadable_files(tmp_path):
     missing = str(tmp_path / 'nope.pth')
     with pytest.raises(FileNotFoundError, match='nope.pth'):
-        load_pretrained(PoolFormer('s12'), missing)
+        load_pretrained(PoolFormer('s12'), missing, convert)
     junk = tmp_path / 'junk.pth'
     junk.write_bytes(b'not a checkpoint')
     with pytest.raises(CheckpointFormatError, match='junk.pth'):
-        load_pretrained(PoolFormer('s12'), str(junk))
+        load_pretrained(PoolFormer('s12'), str(junk), convert)
     other = tmp_path / 'resnet.pth'
     torch.save({'conv1.weight': torch.zeros(1)}, other)
     with pytest.raises(CheckpointFormatError, match=r'Unrecognised.*conv1'):
-        load_pretrained(PoolFormer('s12'), str(other))
+        load_pretrained(PoolFormer('s12'), str(other), convert)
 
 
 def test_partly_written_file_is_an_error(tmp_path):
@@ -172,4 +155,4 @@ def test_partly_written_file_is_an_error(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointFormatError, match='cut.pth'):
-        load_pretrained(PoolFormer('s12'), str(path))
+        load_pretrained(PoolFormer('s12'), str(path), convert)

@@ -99,8 +99,13 @@ def plot_curves(work_dir, task, out_path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    (scalars, ) = glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                     'scalars.json'))[-1:]
+    # one run directory per run, named by its start time (YYYYMMDD_HHMMSS):
+    # the newest sorts last
+    runs = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                     'scalars.json')))
+    if not runs:
+        raise FileNotFoundError(f'no */vis_data/scalars.json in {work_dir}')
+    scalars = runs[-1]
     train, val = [], []
     metric = TASKS[task]['metric']
     with open(scalars) as f:

@@ -11,7 +11,7 @@ key=$(cat tools/setup_env.sh requirements.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
     exit 0
 fi
-echo "[setup] creating $VENV (first run: ~10 min, mostly compiling mmcv's ops)"
+echo "[setup] creating $VENV (first run: 20 to 35 minutes on a fresh machine, mostly compiling mmcv's ops; seconds after)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
@@ -27,7 +27,7 @@ rmdir "$empty"
 # No mmcv 2.1.0 wheel exists for torch 2.13: build it (with ops, for RoIAlign and
 # friends) against the torch just installed. pip caches the wheel afterwards.
 if ! "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
-    echo "[setup] installing mmcv 2.1.0 (compiled on first install, ~8 min on 2 cores; pip reuses the cached wheel after)"
+    echo "[setup] installing mmcv 2.1.0 (compiled on first install: most of the set-up's 20 to 35 minutes; pip reuses the cached wheel after)"
     MMCV_WITH_OPS=1 "${pip[@]}" install --no-build-isolation 'mmcv==2.1.0'
 fi
 "${pip[@]}" install -r requirements.txt

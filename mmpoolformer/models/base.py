@@ -4,14 +4,16 @@ weights, any input size)."""
 import math
 import warnings
 from numbers import Integral, Real
-from typing import Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..weights import convert, load_pretrained
+from ..weights import load_pretrained
 
 
 def check_number(owner: str, name: str, value, low=None, high=None,
@@ -37,25 +39,38 @@ def check_number(owner: str, name: str, value, low=None, high=None,
 class DenseBackbone(BaseModule):
     """Base of four-stage backbones with outputs at strides 4, 8, 16, 32.
 
-    A subclass builds ``self.stem``, ``self.stages`` (only up to the last
-    selected output) and one ``norm{i}`` per selected output, then calls
-    :meth:`_freeze_stages`.
+    It checks the arguments every such backbone takes and reads ``arch``
+    (a row of the subclass's ``arch_settings`` table, or a dict of changes
+    to its ``default_arch`` row). A subclass checks its own arguments, then
+    calls :meth:`_build` with its stem and a function making each stage;
+    :meth:`_build` builds the stages up to the last selected output, with
+    stochastic depth rising linearly over all blocks, and one output norm
+    ``norm{i}`` per selected output. :meth:`forward` returns those outputs.
 
     ``init_cfg`` may be a dict or a list of dicts, as for any mmengine
-    module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix``)
-    always loads through :func:`~mmpoolformer.weights.load_pretrained`,
-    after the other entries have run. ``pretrained=PATH`` is mmseg's older
-    form of the same (mmseg's ``EncoderDecoder`` passes it down).
+    module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix`` and
+    ``map_location``) is taken out in ``__init__`` and loads through
+    :func:`~mmpoolformer.weights.load_pretrained` with the subclass's
+    ``convert`` (the checkpoint layouts it reads), after mmengine has run
+    the other entries. ``pretrained=PATH`` is mmseg's older form of the
+    same (mmseg's ``EncoderDecoder`` passes it down).
     """
 
     num_stages = 4
     stem_stride = 4
-    #: Reads a checkpoint dict into this backbone's layout (see
-    #: :mod:`mmpoolformer.weights`): PoolFormer v1's layouts here.
-    convert_checkpoint = staticmethod(convert)
+    #: arch name -> the whole setting of that arch; a subclass's table.
+    arch_settings: Dict[str, dict] = {}
+    #: The row an arch dict changes; without one, an arch dict is whole
+    #: but for ``arch_defaults``.
+    default_arch: Optional[str] = None
+    arch_defaults: dict = {}
+    #: Keys an arch must have, and keys it may have besides.
+    arch_required = ('depths', 'dims')
+    arch_optional: Tuple[str, ...] = ()
 
-    def __init__(self, in_channels, out_indices, frozen_stages, norm_eval,
-                 init_cfg=None, pretrained=None):
+    def __init__(self, arch, in_channels, out_indices, frozen_stages,
+                 norm_eval, drop_path_rate, init_cfg=None, pretrained=None,
+                 *, convert: Callable):
         name = type(self).__name__
         if pretrained is not None:
             if init_cfg is not None:
@@ -71,9 +86,11 @@ class DenseBackbone(BaseModule):
                 f"{name}: pretrained is deprecated, use init_cfg=dict(type="
                 f"'Pretrained', checkpoint={pretrained!r})")
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        pretrained_cfg = self._parse_init_cfg(name, init_cfg)
-        super().__init__(init_cfg=init_cfg)
-        self._pretrained = pretrained_cfg
+        self._pretrained, others = self._split_init_cfg(name, init_cfg)
+        super().__init__(init_cfg=others)
+        self._convert = convert
+        self.arch = self._parse_arch(arch)
+        self.depths, self.dims = self.arch['depths'], self.arch['dims']
         self.out_indices = self._parse_out_indices(out_indices)
         if not (isinstance(frozen_stages, Integral)
                 and -1 <= frozen_stages <= self.num_stages):
@@ -82,9 +99,51 @@ class DenseBackbone(BaseModule):
         if not (isinstance(in_channels, Integral) and in_channels > 0):
             raise ValueError(f'{name}: in_channels must be a positive int, '
                              f'got {in_channels!r}')
+        self.drop_path_rate = check_number(name, 'drop_path_rate',
+                                           drop_path_rate, 0, 1,
+                                           high_open=True)
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+
+    @classmethod
+    def _parse_arch(cls, arch) -> dict:
+        """The whole setting of ``arch``, checked: a row of
+        ``arch_settings``, or a dict of changes to the ``default_arch``
+        row (a whole setting where there is none)."""
+        name = cls.__name__
+        if isinstance(arch, str):
+            if arch.lower() not in cls.arch_settings:
+                raise ValueError(
+                    f'Unknown {name} arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict')
+            arch = cls.arch_settings[arch.lower()]
+        elif not isinstance(arch, dict):
+            raise TypeError(f'{name} needs arch, a str or dict; got {arch!r}')
+        allowed = set(cls.arch_required) | set(cls.arch_optional)
+        unknown = set(arch) - allowed
+        base = cls.arch_defaults if cls.default_arch is None else \
+            cls.arch_settings[cls.default_arch]
+        arch = dict(base, **arch)
+        missing = set(cls.arch_required) - set(arch)
+        if missing or unknown:
+            raise ValueError(
+                f'{name} arch dict: missing keys {sorted(missing)}, unknown '
+                f'keys {sorted(unknown)}; it takes '
+                f'{sorted(cls.arch_required)} and optionally '
+                f'{sorted(cls.arch_optional)}')
+        for key in ('depths', 'dims'):
+            value = arch[key]
+            if not (isinstance(value, Sequence) and len(value) == 4 and all(
+                    isinstance(v, Integral) and v > 0 for v in value)):
+                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
+                                 f'got {value!r}')
+        return cls._check_arch(dict(arch))
+
+    @classmethod
+    def _check_arch(cls, arch: dict) -> dict:
+        """A subclass's checks of its own arch keys; returns the arch."""
+        return arch
 
     @classmethod
     def _parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
@@ -103,9 +162,9 @@ class DenseBackbone(BaseModule):
         return tuple(sorted(int(i) for i in out_indices))
 
     @staticmethod
-    def _parse_init_cfg(name, init_cfg):
+    def _split_init_cfg(name, init_cfg):
         """The ``Pretrained`` entry of ``init_cfg`` (None if there is none),
-        checked."""
+        checked, and the other entries (None if there are none)."""
         cfgs = init_cfg if isinstance(init_cfg, (list, tuple)) else \
             [] if init_cfg is None else [init_cfg]
         if not all(isinstance(c, dict) and 'type' in c for c in cfgs):
@@ -115,46 +174,28 @@ class DenseBackbone(BaseModule):
         if len(found) > 1:
             raise ValueError(f'{name}: init_cfg has {len(found)} Pretrained '
                              f'entries, at most one is allowed: {found}')
-        if found:
-            extra = set(found[0]) - {'type', 'checkpoint', 'prefix',
-                                     'map_location'}
-            if 'checkpoint' not in found[0] or extra:
-                raise ValueError(
-                    f'{name}: a Pretrained init_cfg takes "checkpoint" and '
-                    f'optionally "prefix" (and "map_location"), got '
-                    f'{found[0]}')
-            return found[0]
-        return None
-
-    @staticmethod
-    def _check_sizes(arch: dict) -> None:
-        """An arch dict's ``depths`` and ``dims``: 4 positive ints each."""
-        for key in ('depths', 'dims'):
-            value = arch[key]
-            if not (isinstance(value, Sequence) and len(value) == 4 and all(
-                    isinstance(v, Integral) and v > 0 for v in value)):
-                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
-                                 f'got {value!r}')
+        if not found:
+            return None, init_cfg
+        extra = set(found[0]) - {'type', 'checkpoint', 'prefix',
+                                 'map_location'}
+        if 'checkpoint' not in found[0] or extra:
+            raise ValueError(
+                f'{name}: a Pretrained init_cfg takes "checkpoint" and '
+                f'optionally "prefix" (and "map_location"), got '
+                f'{found[0]}')
+        others = [c for c in cfgs if c['type'] != 'Pretrained']
+        return found[0], others or None
 
     def init_weights(self):
-        """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),
-        then load the pretrained checkpoint, if any, strictly."""
-        if self._pretrained is None:
-            return super().init_weights()
-        cfgs = self.init_cfg if isinstance(self.init_cfg, (list, tuple)) \
-            else [self.init_cfg]
-        full = self.init_cfg
-        self.init_cfg = [c for c in cfgs if c['type'] != 'Pretrained'] or \
-            None
-        try:
-            super().init_weights()
-        finally:
-            self.init_cfg = full
-        load_pretrained(self, self._pretrained['checkpoint'],
-                        prefix=self._pretrained.get('prefix'),
-                        map_location=self._pretrained.get('map_location',
-                                                          'cpu'))
-        self._is_init = True
+        """Run the other ``init_cfg`` entries (mmengine's way), then load
+        the ``Pretrained`` checkpoint, if any, strictly."""
+        super().init_weights()
+        if self._pretrained is not None:
+            load_pretrained(self, self._pretrained['checkpoint'],
+                            self._convert,
+                            prefix=self._pretrained.get('prefix'),
+                            map_location=self._pretrained.get(
+                                'map_location', 'cpu'))
 
     def _freeze_stages(self):
         frozen = []
@@ -192,3 +233,33 @@ class DenseBackbone(BaseModule):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return x
+
+    def _build(self, stem: nn.Module,
+               make_stage: Callable[[int, List[float]], nn.Module],
+               norm_cfg: dict) -> None:
+        """Set ``stem``, the stages ``make_stage(i, drop_path_rates)`` up to
+        the last selected output, and the output norms; then freeze."""
+        self.stem = stem
+        # Stages after the last output would hold parameters without
+        # gradients (DDP's unused-parameter error), so they are not built.
+        total = sum(self.depths)
+        start = 0
+        self.stages = nn.ModuleList()
+        for i in range(max(self.out_indices) + 1):
+            rates = [self.drop_path_rate * (start + j) / max(total - 1, 1)
+                     for j in range(self.depths[i])]
+            start += self.depths[i]
+            self.stages.append(make_stage(i, rates))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg, self.dims[i])[1])
+        self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem(self._pad_input(x))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)

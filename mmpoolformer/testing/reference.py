@@ -35,6 +35,55 @@ def assert_close(ours: torch.Tensor, ref: torch.Tensor, name: str = '',
     assert err <= tol * scale, f'{name}: {err:.2e} at scale {scale:.2e}'
 
 
+def assert_features_equal(ours: Sequence[torch.Tensor],
+                          ref: Sequence[torch.Tensor],
+                          tol: float = 1e-5) -> None:
+    """Two backbones' outputs: as many, each :func:`assert_close`."""
+    assert len(ours) == len(ref), f'{len(ours)} outputs vs {len(ref)}'
+    for i, (a, b) in enumerate(zip(ours, ref)):
+        assert_close(a, b, f'output {i}', tol)
+
+
+def assert_same_training_step(a: nn.Module, b: nn.Module, x: torch.Tensor,
+                              seed: int = 1) -> None:
+    """Backbones ``a`` and ``b``, holding the same weights, give the same
+    outputs and parameter gradients on ``x`` from the same random state
+    (loss: the outputs' mean squares)."""
+    results = []
+    for model in (a, b):
+        torch.manual_seed(seed)
+        outs = model(x)
+        sum((o * o).mean() for o in outs).backward()
+        results.append((outs, {n: p.grad
+                               for n, p in model.named_parameters()}))
+    for out_a, out_b in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(out_a, out_b)
+    for name, grad in results[0][1].items():
+        torch.testing.assert_close(grad, results[1][1][name], msg=name)
+
+
+def assert_frozen(model: nn.Module, frozen: int) -> None:
+    """``frozen_stages=frozen`` holds in training mode: the stem, stages
+    0..frozen-1 and their output norms in eval mode without trainable
+    parameters, the later stages trainable."""
+    frozen_mods = [model.stem] + [model.stages[i] for i in range(frozen)] + \
+        [getattr(model, f'norm{i}') for i in range(frozen)]
+    for m in frozen_mods:
+        assert not m.training
+        assert all(not p.requires_grad for p in m.parameters())
+    for i in range(frozen, len(model.stages)):
+        assert all(p.requires_grad for p in model.stages[i].parameters())
+
+
+def ours_from(cls, path: str, *args, **kwargs) -> nn.Module:
+    """``cls(*args, **kwargs)`` loading ``path`` through its ``Pretrained``
+    init_cfg, in eval mode."""
+    model = cls(*args, init_cfg=dict(type='Pretrained', checkpoint=path),
+                **kwargs)
+    model.init_weights()
+    return model.eval()
+
+
 def mmpretrain_poolformer(arch: str = 's12',
                           out_indices: Sequence[int] = (0, 2, 4, 6),
                           fresh_norms: bool = False) -> nn.Module:

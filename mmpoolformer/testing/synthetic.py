@@ -4,7 +4,7 @@ Writes the same images in COCO instance format (boxes and polygon masks) and
 ADE20K semantic format, each with a train and a held-out split, so that the
 real mmdet/mmseg datasets, metrics and our configs run on it::
 
-    python -m mmpoolformer.synthetic data/synthetic --train 64 --val 16
+    python -m mmpoolformer.testing.synthetic data/synthetic --train 64 --val 16
 
 Layout under ROOT::
 

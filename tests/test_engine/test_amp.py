@@ -3,17 +3,13 @@
 import glob
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import REPO, shapes_config
 from mmpoolformer import PoolFormer
-from mmpoolformer.testing import randomise
+from mmpoolformer.testing import randomise, run, shapes_config, tool
 
-TRAIN = osp.join(REPO, 'tools', 'train.py')
 # Measured on this project's CPU (2x3x96x128, order-1 layer scales, seeds 0
 # and 1): the largest relative error of a stage's output is 5.7e-3 (S12) and
 # 7.8e-3 (M36), of a stage's gradients 7.9e-3 and 1.04e-2. With the
@@ -50,12 +46,8 @@ def test_backbone_bf16_within_measured_tolerance(arch):
 
 
 def train(cfg, work, *extra, check=True):
-    proc = subprocess.run([sys.executable, TRAIN, cfg, '--work-dir',
-                           str(work), *extra], capture_output=True, text=True,
-                          cwd=osp.dirname(cfg))
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
+    return run(tool('train.py', cfg, '--work-dir', work, *extra),
+               osp.dirname(cfg), check=check)
 
 
 def losses(work):
@@ -64,6 +56,7 @@ def losses(work):
         return [json.loads(line)['loss'] for line in f if '"loss"' in line]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('task, changes, last', [
     ('det', dict(train_cfg=dict(max_epochs=3, val_interval=9)),
      'epoch_3.pth'),
@@ -91,6 +84,7 @@ def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, changes,
     assert (work / last).exists()
 
 
+@pytest.mark.slow
 def test_fp16_without_cuda_is_refused(tiny_data, tmp_path):
     if torch.cuda.is_available():
         pytest.skip('CUDA present: fp16 is allowed')
@@ -101,6 +95,7 @@ def test_fp16_without_cuda_is_refused(tiny_data, tmp_path):
     assert '--amp-dtype fp16 needs a CUDA GPU' in proc.stderr
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_naming_the_iteration(tiny_data, tmp_path):
     """A zero std makes every input infinite: the loss is NaN from the first
     iteration, and the paper configs' FiniteLossHook stops the run."""

@@ -4,17 +4,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import REPO, shapes_config
 from mmpoolformer.engine import latest_good_checkpoint
+from mmpoolformer.testing import checkout_env, run, shapes_config, tool
 
-TRAIN = os.path.join(REPO, 'tools', 'train.py')
-DIST_TRAIN = os.path.join(REPO, 'tools', 'dist_train.sh')
 EPOCHS = 3
 
 
@@ -28,7 +25,7 @@ def config(path, data, **randomness):
 
 
 def train_cmd(cfg, work, *extra):
-    return [sys.executable, TRAIN, cfg, '--work-dir', str(work), *extra]
+    return tool('train.py', cfg, '--work-dir', work, *extra)
 
 
 def weights(path):
@@ -47,15 +44,15 @@ def reference(tiny_data, tmp_path_factory):
     """A run that was never interrupted."""
     tmp = tmp_path_factory.mktemp('ref')
     cfg = config(tmp / 'cfg.py', tiny_data)
-    subprocess.run(train_cmd(cfg, tmp / 'work'), check=True,
-                   capture_output=True, cwd=tmp)
+    run(train_cmd(cfg, tmp / 'work'), tmp)
     return cfg, tmp / 'work'
 
 
 def kill_after_first_checkpoint(cmd, work, cwd, env=None):
     """Run ``cmd`` and SIGKILL it, with all its processes, as soon as its
     first checkpoint is complete."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, start_new_session=True,
+    proc = subprocess.Popen(cmd, cwd=cwd, env=checkout_env(**(env or {})),
+                            start_new_session=True,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
@@ -70,12 +67,12 @@ def kill_after_first_checkpoint(cmd, work, cwd, env=None):
 
 
 def resume(cmd, cwd, env=None):
-    out = subprocess.run(cmd + ['--resume'], cwd=cwd, env=env,
-                         capture_output=True, text=True)
+    out = run(cmd + ['--resume'], cwd, env, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     assert 'Resuming from' in out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
     cfg, ref = reference
     work = tmp_path / 'work'
@@ -85,6 +82,7 @@ def test_sigkill_then_resume_matches_uninterrupted(reference, tmp_path):
                         ref / f'epoch_{EPOCHS}.pth')
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='CPU data-parallel')
 def test_two_processes_sigkill_then_resume(tiny_data, tmp_path):
     """``dist_train.sh CONFIG 2`` with drop path and ``diff_rank_seed``:
@@ -92,13 +90,12 @@ def test_two_processes_sigkill_then_resume(tiny_data, tmp_path):
     cfg = config(tmp_path / 'cfg.py', tiny_data, diff_rank_seed=True)
 
     def dist(work, port):
-        env = dict(os.environ, PYTHON=sys.executable, PORT=str(port))
-        return ['bash', DIST_TRAIN, cfg, '2', '--work-dir', str(work)], env
+        return tool('dist_train.sh', cfg, '2', '--work-dir', work), dict(
+            PORT=str(port))
 
     ref = tmp_path / 'ref'
     cmd, env = dist(ref, 29651)
-    subprocess.run(cmd, cwd=tmp_path, env=env, check=True,
-                   capture_output=True)
+    run(cmd, tmp_path, env)
     work = tmp_path / 'work'
     cmd, env = dist(work, 29652)
     kill_after_first_checkpoint(cmd, work, tmp_path, env)
@@ -108,6 +105,7 @@ def test_two_processes_sigkill_then_resume(tiny_data, tmp_path):
                         ref / f'epoch_{EPOCHS}.pth')
 
 
+@pytest.mark.slow
 def test_truncated_latest_checkpoint_is_skipped(reference, tmp_path, capsys):
     cfg, ref = reference
     work = tmp_path / 'work'
@@ -119,8 +117,7 @@ def test_truncated_latest_checkpoint_is_skipped(reference, tmp_path, capsys):
     (work / 'last_checkpoint').write_text(str(work / 'epoch_2.pth'))
 
     assert latest_good_checkpoint(str(work)) == str(work / 'epoch_1.pth')
-    out = subprocess.run(train_cmd(cfg, work, '--resume'), cwd=tmp_path,
-                         capture_output=True, text=True)
+    out = run(train_cmd(cfg, work, '--resume'), tmp_path, check=False)
     assert out.returncode == 0, out.stderr[-3000:]
     log = out.stdout + out.stderr
     assert f'Skipping unreadable checkpoint {work}/epoch_2.pth' in log

@@ -6,10 +6,10 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from conftest import REPO
 from mmpoolformer import PoolFormer
-from mmpoolformer.testing import (assert_close, mmpretrain_poolformer,
-                                  official_state, randomise)
+from mmpoolformer.testing import (REPO, assert_features_equal,
+                                  mmpretrain_poolformer, official_state,
+                                  randomise)
 from mmpoolformer.weights import CheckpointFormatError
 
 X = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))
@@ -31,12 +31,6 @@ def features(model):
         return model.eval()(X)
 
 
-def assert_features(ours, ref):
-    assert len(ours) == len(ref)
-    for a, b in zip(ours, ref):
-        assert_close(a, b)
-
-
 def pretrained(path, **kwargs):
     return dict(type='Pretrained', checkpoint=path, **kwargs)
 
@@ -44,7 +38,7 @@ def pretrained(path, **kwargs):
 def test_init_cfg_as_dict_or_list(official):
     path, ref = official
     for init_cfg in (pretrained(path), [pretrained(path)]):
-        assert_features(features(PoolFormer(init_cfg=init_cfg)), ref)
+        assert_features_equal(features(PoolFormer(init_cfg=init_cfg)), ref)
 
 
 def test_other_init_cfg_entries_still_apply(official):
@@ -58,7 +52,7 @@ def test_other_init_cfg_entries_still_apply(official):
     assert torch.equal(model.norm0.weight, torch.full((64, ), 2.))
     assert not torch.equal(model.stages[0].blocks[0].norm1.weight,
                            torch.full((64, ), 2.))
-    assert_features([o / 2 for o in outs], ref)
+    assert_features_equal([o / 2 for o in outs], ref)
     # without Pretrained, a list is mmengine's as usual
     model = PoolFormer(init_cfg=[dict(type='Constant', layer='Conv2d',
                                       val=0.25, bias=0.)])
@@ -75,7 +69,7 @@ def test_prefix_selects_the_backbone(official, tmp_path):
                {'teacher.head2.weight': torch.zeros(3)}, nested)
     model = PoolFormer(init_cfg=[pretrained(str(nested),
                                             prefix='teacher.encoder.')])
-    assert_features(features(model), ref)
+    assert_features_equal(features(model), ref)
     model = PoolFormer(init_cfg=pretrained(str(nested), prefix='student.'))
     with pytest.raises(CheckpointFormatError,
                        match=r"nested.pth.*prefix 'student\.'"):
@@ -108,7 +102,7 @@ def test_pretrained_argument(official):
     path, ref = official
     with pytest.warns(UserWarning, match='pretrained is deprecated'):
         model = PoolFormer(pretrained=path)
-    assert_features(features(model), ref)
+    assert_features_equal(features(model), ref)
     with pytest.raises(ValueError, match=r"pretrained='a\.pth' and "
                        r"init_cfg=.*b\.pth.*both set"):
         PoolFormer(pretrained='a.pth', init_cfg=pretrained('b.pth'))
@@ -128,7 +122,7 @@ def test_mmseg_model_pretrained(official):
         model = revert_sync_batchnorm(MODELS.build(cfg.model))
     model.init_weights()
     with torch.no_grad():
-        assert_features(model.backbone.eval()(X), ref)
+        assert_features_equal(model.backbone.eval()(X), ref)
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -182,12 +176,12 @@ def test_family_habits(name, tmp_path):
                           pretrained(path)])
     model.init_weights()
     with torch.no_grad():
-        assert_features(model.eval()(x), ref)
+        assert_features_equal(model.eval()(x), ref)
     with pytest.warns(UserWarning, match='pretrained is deprecated'):
         model = cls(pretrained=path)
     model.init_weights()
     with torch.no_grad():
-        assert_features(model.eval()(x), ref)
+        assert_features_equal(model.eval()(x), ref)
     with pytest.raises(ValueError, match=r'drop_path_rate.*1\.5'):
         cls(drop_path_rate=1.5)
     outs = cls().train()(torch.randn(0, 3, 224, 224))

@@ -2,7 +2,6 @@
 checkpoints, the paper's parameter counts, the dense-backbone contract."""
 import math
 import os
-import subprocess
 import sys
 
 import pytest
@@ -15,44 +14,36 @@ from timm.models.metaformer import checkpoint_filter_fn
 
 from mmpoolformer import (CAFormer, ConvFormer, IdentityFormer, MetaFormer,
                           PoolFormer, PoolFormerV2, RandFormer)
-from mmpoolformer.models import metaformer as mf
+from mmpoolformer.models import layers
 from mmpoolformer.testing import (TimmFeatures, assert_close,
+                                  assert_features_equal, assert_frozen,
+                                  assert_same_training_step,
                                   official_metaformer,
-                                  official_metaformer_state, randomise,
-                                  timm_metaformer, timm_poolformer)
-from mmpoolformer.weights import CheckpointFormatError, load_pretrained
+                                  official_metaformer_state, ours_from,
+                                  randomise, run, timm_metaformer,
+                                  timm_poolformer, tool)
+from mmpoolformer.weights import CheckpointFormatError
 
-TOOLS = os.path.join(os.path.dirname(__file__), '..', '..', 'tools')
 FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
                 caformer=CAFormer, identityformer=IdentityFormer,
                 randformer=RandFormer)
 X = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(3))
 
 
-def ours_from(cls, path, arch, **kwargs):
-    model = cls(arch, init_cfg=dict(type='Pretrained', checkpoint=path),
-                **kwargs)
-    model.init_weights()
-    return model.eval()
+def norm_of(cls):
+    return cls.arch_settings[cls.default_arch]['norm']
 
 
 def timm_features(model, cls):
     """timm's stages through the fresh output norms ``cls`` has by
     default."""
-    if cls.family['norm'] == 'sample':
+    if norm_of(cls) == 'sample':
         return TimmFeatures(model)
     return TimmFeatures(model, lambda c: LayerNorm2d(c, eps=1e-6))
 
 
 def mixers_of(cls):
-    mixers = cls.family['token_mixers']
-    return (mixers, ) * 4 if isinstance(mixers, str) else mixers
-
-
-def assert_features_equal(ours, ref):
-    assert len(ours) == len(ref)
-    for i, (a, b) in enumerate(zip(ours, ref)):
-        assert_close(a, b, f'stage {i}')
+    return cls.arch_settings[cls.default_arch]['token_mixers']
 
 
 # the smallest arch of each family, and deeper ones
@@ -110,7 +101,8 @@ def test_safetensors_file_and_url(tmp_path, monkeypatch, layout):
         monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'home'))
         assert_features_equal(
             ours_from(CAFormer, f'file://{path}', 's18')(X), expected)
-    assert (tmp_path / 'home' / 'hub' / 'checkpoints').iterdir()
+    cached = (tmp_path / 'home' / 'hub' / 'checkpoints').iterdir()
+    assert any(p.name.endswith('model.safetensors') for p in cached)
 
 
 @pytest.mark.parametrize('name', ['convformer_s18', 'caformer_s18',
@@ -124,7 +116,7 @@ def test_authors_forward_restated_matches_timm(name):
     with torch.no_grad():
         restated = official_metaformer(
             official_metaformer_state(ref.state_dict()), X, mixers_of(cls),
-            cls.family['norm'])
+            norm_of(cls))
         assert_features_equal([n(o) for n, o in zip(feats.norms, restated)],
                               feats(X))
 
@@ -153,9 +145,9 @@ def test_wrong_mixers_are_caught(tmp_path, monkeypatch):
         expected = timm_features(ref, CAFormer)(X)
     sdpa = F.scaled_dot_product_attention
     for patch in (
-            (mf.F, 'scaled_dot_product_attention',
+            (layers.F, 'scaled_dot_product_attention',
              lambda q, k, v: sdpa(q, k, v, scale=1.0)),
-            (mf.StarReLU, 'forward',
+            (layers.StarReLU, 'forward',
              lambda self, x: self.scale * F.relu(x)**2),
     ):
         with monkeypatch.context() as m:
@@ -235,7 +227,7 @@ def test_shapes_and_strides(cls):
 
 def test_block_settings_follow_paper():
     model = CAFormer()
-    assert isinstance(model.stem.norm, mf.ChannelNorm)
+    assert isinstance(model.stem.norm, layers.ChannelNorm)
     assert model.stem.norm.bias is None and model.stem.norm.eps == 1e-6
     assert (model.stem.conv.kernel_size, model.stem.conv.stride,
             model.stem.conv.padding) == ((7, 7), (4, 4), (2, 2))
@@ -253,13 +245,13 @@ def test_block_settings_follow_paper():
     attn = model.stages[2].blocks[0].token_mixer
     assert attn.num_heads == 320 // 32 and attn.qkv.bias is None
     assert attn.proj.bias is None
-    assert isinstance(model.stages[1].blocks[0].token_mixer, mf.SepConv)
+    assert isinstance(model.stages[1].blocks[0].token_mixer, layers.SepConv)
     assert isinstance(PoolFormerV2().stages[0].blocks[0].norm1,
-                      mf.SampleNorm)
+                      layers.SampleNorm)
 
 
 def test_sample_norm_is_groupnorm_in_both_layouts():
-    norm = mf.SampleNorm(8)
+    norm = layers.SampleNorm(8)
     norm.weight.data.normal_()
     x = torch.randn(2, 8, 5, 7)
     expected = F.group_norm(x, 1, norm.weight, None, 1e-6)
@@ -288,14 +280,7 @@ def test_every_parameter_gets_gradient(out_indices):
 
 @pytest.mark.parametrize('frozen', [0, 2, 4])
 def test_frozen_stages_hold_across_train(frozen):
-    model = ConvFormer(frozen_stages=frozen).train()
-    frozen_mods = [model.stem] + [model.stages[i] for i in range(frozen)] + \
-        [getattr(model, f'norm{i}') for i in range(frozen)]
-    for m in frozen_mods:
-        assert not m.training
-        assert all(not p.requires_grad for p in m.parameters())
-    for i in range(frozen, 4):
-        assert all(p.requires_grad for p in model.stages[i].parameters())
+    assert_frozen(ConvFormer(frozen_stages=frozen).train(), frozen)
 
 
 def test_with_cp_same_outputs_and_grads():
@@ -304,17 +289,7 @@ def test_with_cp_same_outputs_and_grads():
     cp_model = CAFormer(drop_path_rate=0.2, with_cp=True)
     cp_model.load_state_dict(plain.state_dict())
     cp_model.train()
-    results = []
-    for model in (plain, cp_model):
-        torch.manual_seed(1)
-        outs = model(X)
-        sum((o * o).mean() for o in outs).backward()
-        results.append((outs, {n: p.grad
-                               for n, p in model.named_parameters()}))
-    for a, b in zip(results[0][0], results[1][0]):
-        torch.testing.assert_close(a, b)
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(grad, results[1][1][name], msg=name)
+    assert_same_training_step(plain, cp_model, X)
 
 
 def test_generic_metaformer_hybrid():
@@ -322,7 +297,7 @@ def test_generic_metaformer_hybrid():
     model = MetaFormer(dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 96),
                             token_mixers=['pooling', 'pooling', 'attention',
                                           'attention'], norm='sample'))
-    assert isinstance(model.stages[0].blocks[0].token_mixer, mf.Pooling)
+    assert isinstance(model.stages[0].blocks[0].token_mixer, layers.Pooling)
     assert isinstance(model.stages[3].blocks[0].mlp.fc1, nn.Linear)
     assert isinstance(model.stages[0].blocks[0].mlp.fc1, nn.Conv2d)
     assert [o.shape[1] for o in model(X)] == [16, 32, 64, 96]
@@ -390,13 +365,13 @@ def test_v1_and_v2_checkpoints_are_not_mixed_up(tmp_path):
     torch.save(timm_poolformer('s12').state_dict(), v1)
     with pytest.raises(CheckpointFormatError,
                        match=r'Unrecognised MetaFormer.*PoolFormer \(v1\)'):
-        load_pretrained(PoolFormerV2('s12'), str(v1))
+        ours_from(PoolFormerV2, str(v1), 's12')
     v2 = tmp_path / 'poolformerv2_s12_timm.pth'
     torch.save(timm_metaformer('poolformerv2_s12').state_dict(), v2)
     with pytest.raises(CheckpointFormatError,
                        match=r'MetaFormer-baseline weights \(timm layout\)'
                        r'.*type PoolFormerV2'):
-        load_pretrained(PoolFormer('s12'), str(v2))
+        ours_from(PoolFormer, str(v2), 's12')
 
 
 def test_other_family_is_an_error(tmp_path):
@@ -404,7 +379,7 @@ def test_other_family_is_an_error(tmp_path):
     torch.save(timm_metaformer('caformer_s18').state_dict(), path)
     with pytest.raises(CheckpointFormatError,
                        match=r'does not fit this ConvFormer .*qkv'):
-        load_pretrained(ConvFormer('s18'), str(path))
+        ours_from(ConvFormer, str(path), 's18')
 
 
 def test_convert_tool_reads_official_metaformer(tmp_path):
@@ -412,9 +387,7 @@ def test_convert_tool_reads_official_metaformer(tmp_path):
     src = tmp_path / 'official.pth'
     torch.save(official_metaformer_state(ref.state_dict()), src)
     dst = tmp_path / 'converted.pth'
-    out = subprocess.run(
-        [sys.executable, os.path.join(TOOLS, 'convert_weights.py'),
-         str(src), str(dst)], capture_output=True, text=True, check=True)
+    out = run(tool('convert_weights.py', src, dst))
     assert 'official layout' in out.stdout
     state = torch.load(dst)
     assert state['stages.0.blocks.0.mlp.fc1.weight'].shape == (256, 64, 1, 1)
@@ -455,7 +428,6 @@ def test_attention_memory_at_detection_size():
     the largest tensor is the MLP's hidden layer, 3800 x 1280 x 4 bytes =
     19 MB. The stages' peak RSS growth (in a fresh process) must stay under
     200 MB."""
-    out = subprocess.run([sys.executable, '-c', MEMORY_CHILD],
-                         capture_output=True, text=True, check=True)
+    out = run([sys.executable, '-c', MEMORY_CHILD])
     peak_mb = float(out.stdout.strip().splitlines()[-1])
     assert 0 < peak_mb < 200, peak_mb

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from mmpoolformer import PoolFormer
 from mmpoolformer.models.poolformer import PoolFormerBlock
+from mmpoolformer.testing import assert_frozen, assert_same_training_step
 
 ARCHS = ['s12', 's24', 's36', 'm36', 'm48']
 # Paper table: params in millions including the ImageNet classifier.
@@ -113,14 +114,9 @@ def test_every_parameter_gets_gradient(out_indices):
 def test_frozen_stages_hold_across_train(frozen):
     model = PoolFormer('s12', frozen_stages=frozen)
     model.train()
-    frozen_mods = [model.stem] + [model.stages[i] for i in range(frozen)] + \
-        [getattr(model, f'norm{i}') for i in range(frozen)]
-    for m in frozen_mods:
-        assert not m.training
-        assert all(not p.requires_grad for p in m.parameters())
+    assert_frozen(model, frozen)
     for i in range(frozen, 4):
         assert model.stages[i].training
-        assert all(p.requires_grad for p in model.stages[i].parameters())
     if frozen < 4:
         sum(o.sum() for o in model(torch.randn(1, 3, 64, 64))).backward()
         assert model.stem.weight.grad is None
@@ -152,18 +148,7 @@ def test_with_cp_same_outputs_and_grads(drop_path_rate):
     cp_model = PoolFormer('s12', drop_path_rate=drop_path_rate, with_cp=True)
     cp_model.load_state_dict(plain.state_dict())
     cp_model.train()
-    x = torch.randn(2, 3, 64, 96)
-    results = []
-    for model in (plain, cp_model):
-        torch.manual_seed(1)
-        outs = model(x)
-        sum((o * o).mean() for o in outs).backward()
-        grads = {n: p.grad for n, p in model.named_parameters()}
-        results.append((outs, grads))
-    for a, b in zip(results[0][0], results[1][0]):
-        torch.testing.assert_close(a, b)
-    for name, grad in results[0][1].items():
-        torch.testing.assert_close(grad, results[1][1][name], msg=name)
+    assert_same_training_step(plain, cp_model, torch.randn(2, 3, 64, 96))
 
 
 @pytest.mark.parametrize('kwargs, match', [
@@ -196,4 +181,6 @@ def test_bad_input_channels():
     model = PoolFormer('s12')
     with pytest.raises(ValueError, match=r'\[N, 3, H, W\].*\[1, 4, 32, 32\]'):
         model(torch.randn(1, 4, 32, 32))
-    assert PoolFormer('s12', in_channels=4)(torch.randn(1, 4, 32, 32))
+    outs = PoolFormer('s12', in_channels=4)(torch.randn(1, 4, 32, 32))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 64, 8, 8), (1, 128, 4, 4), (1, 320, 2, 2), (1, 512, 1, 1)]

@@ -1,14 +1,12 @@
 """The demo end to end in quick mode, and the dataset it generates."""
 import json
 import os.path as osp
-import subprocess
-import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
-from conftest import REPO
-from mmpoolformer.testing import make_dataset
+from mmpoolformer.testing import make_dataset, run, tool
 
 
 def test_generator_is_deterministic_and_valid(tmp_path):
@@ -53,10 +51,9 @@ def test_loaders_read_the_dataset(tmp_path):
     assert len(seg) == 2 and seg[0]['seg_map_path'].endswith('.png')
 
 
+@pytest.mark.slow
 def test_quick_demo(tmp_path):
-    out = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', 'demo.py'), '--quick'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1200)
+    out = run(tool('demo.py', '--quick'), tmp_path, check=False)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     log = out.stdout
     assert 'held-out results (untrained -> trained)' in log

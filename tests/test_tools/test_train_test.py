@@ -5,15 +5,14 @@ import math
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from conftest import REPO, shapes_config
+from mmpoolformer.testing import REPO, run, shapes_config, tool
 
-TOOLS = osp.join(REPO, 'tools')
+pytestmark = pytest.mark.slow
 
 
 def rank_reports(out_dir):
@@ -25,16 +24,9 @@ def rank_reports(out_dir):
                                    out_dir=str(out_dir))])
 
 
-def run(args, cwd, env=None, script=None):
-    cmd = [sys.executable, osp.join(TOOLS, script)] + args if script \
-        else args
-    # this checkout's package, whichever one is installed
-    path = os.pathsep.join([osp.join(REPO, 'tests'), REPO])
-    full_env = dict(os.environ, PYTHONPATH=path,
-                    PYTHON=sys.executable, **(env or {}))
-    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+def log(cmd, cwd, env=None):
+    """All that :func:`run` ``cmd`` printed."""
+    proc = run(cmd, cwd, env)
     return proc.stdout + proc.stderr
 
 
@@ -49,7 +41,7 @@ def det_run(tiny_data, tmp_path_factory):
                                  mask_head=dict(num_classes=3)),
                    test_cfg=dict(rcnn=dict(score_thr=0.0))))
     work = tmp / 'work'
-    run([cfg, '--work-dir', str(work)], tmp, script='train.py')
+    run(tool('train.py', cfg, '--work-dir', work), tmp)
     return cfg, work
 
 
@@ -57,9 +49,9 @@ def test_det_train_then_test(det_run, tmp_path):
     cfg, work = det_run
     ckpt = work / 'epoch_2.pth'
     assert ckpt.exists() and (work / 'last_checkpoint').exists()
-    out = run([cfg, str(ckpt), '--work-dir', str(tmp_path), '--out',
-               str(tmp_path / 'preds.pkl'), '--show-dir',
-               str(tmp_path / 'vis')], tmp_path, script='test.py')
+    out = log(tool('test.py', cfg, ckpt, '--work-dir', tmp_path, '--out',
+                   tmp_path / 'preds.pkl', '--show-dir', tmp_path / 'vis'),
+              tmp_path)
     assert f'Load checkpoint from {ckpt}' in out
     metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
     for key in ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP'):
@@ -87,10 +79,10 @@ def test_image_demo_script(det_run, tiny_data, tmp_path):
     cfg, work = det_run
     img = osp.join(tiny_data['coco'], 'val2017', 'validation_00001.jpg')
     out_file = tmp_path / 'pred.png'
-    log = run([img, cfg, '--weights', str(work / 'epoch_2.pth'), '--out',
-               str(out_file), '--score-thr', '0'], tmp_path,
-              script='image_demo.py')
-    assert out_file.stat().st_size > 0 and 'saved' in log
+    out = log(tool('image_demo.py', img, cfg, '--weights',
+                   work / 'epoch_2.pth', '--out', out_file, '--score-thr',
+                   '0'), tmp_path)
+    assert out_file.stat().st_size > 0 and 'saved' in out
 
 
 def test_caformer_detector_trains(tiny_data, tmp_path):
@@ -103,10 +95,10 @@ def test_caformer_detector_trains(tiny_data, tmp_path):
                    test_cfg=dict(score_thr=0.0)),
         train_cfg=dict(max_epochs=1, val_interval=1))
     work = tmp_path / 'work'
-    log = run([cfg, '--work-dir', str(work)], tmp_path, script='train.py')
-    losses = [float(v) for v in re.findall(r' loss: (\S+)', log)]
+    out = log(tool('train.py', cfg, '--work-dir', work), tmp_path)
+    losses = [float(v) for v in re.findall(r' loss: (\S+)', out)]
     assert losses and all(math.isfinite(v) for v in losses)
-    assert 'coco/bbox_mAP:' in log
+    assert 'coco/bbox_mAP:' in out
     state = torch.load(work / 'epoch_1.pth')['state_dict']
     assert 'backbone.stages.3.blocks.2.token_mixer.qkv.weight' in state
 
@@ -129,8 +121,8 @@ def test_dist_train_two_cpu_processes_det(tiny_data, tmp_path):
         tmp_path / 'cfg.py', 'det', tiny_data,
         train_cfg=dict(max_epochs=1, val_interval=9), param_scheduler=[],
         **rank_reports(tmp_path))
-    run(['bash', osp.join(TOOLS, 'dist_train.sh'), cfg, '2', '--work-dir',
-         str(tmp_path / 'work')], tmp_path, env=dict(PORT='29641'))
+    run(tool('dist_train.sh', cfg, '2', '--work-dir', tmp_path / 'work'),
+        tmp_path, env=dict(PORT='29641'))
     check_ranks(tmp_path)
 
 
@@ -139,16 +131,16 @@ def seg_run(tiny_data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp('seg')
     cfg = shapes_config(tmp / 'cfg.py', 'seg', tiny_data)
     work = tmp / 'work'
-    run([cfg, '--work-dir', str(work)], tmp, script='train.py')
+    run(tool('train.py', cfg, '--work-dir', work), tmp)
     return cfg, work
 
 
 def test_seg_train_then_test(seg_run, tmp_path):
     cfg, work = seg_run
     ckpt = work / 'iter_4.pth'
-    out = run([cfg, str(ckpt), '--work-dir', str(tmp_path), '--out',
-               str(tmp_path / 'pred'), '--show-dir', str(tmp_path / 'vis')],
-              tmp_path, script='test.py')
+    out = log(tool('test.py', cfg, ckpt, '--work-dir', tmp_path, '--out',
+                   tmp_path / 'pred', '--show-dir', tmp_path / 'vis'),
+              tmp_path)
     assert f'Load checkpoint from {ckpt}' in out
     metrics = json.loads((tmp_path / 'test_metrics.json').read_text())
     assert 0.0 <= metrics['mIoU'] <= 100.0
@@ -204,10 +196,9 @@ def test_dist_train_two_cpu_processes_seg(tiny_data, tmp_path):
     cfg = shapes_config(tmp_path / 'cfg.py', 'seg', tiny_data,
                         train_cfg=dict(max_iters=2, val_interval=9),
                         **rank_reports(tmp_path))
-    log = run(['bash', osp.join(TOOLS, 'dist_train.sh'), cfg, '2',
-               '--work-dir', str(tmp_path / 'work')], tmp_path,
-              env=dict(PORT='29642'))
-    assert 'SyncBN layers replaced by BN' in log
+    out = log(tool('dist_train.sh', cfg, '2', '--work-dir',
+                   tmp_path / 'work'), tmp_path, env=dict(PORT='29642'))
+    assert 'SyncBN layers replaced by BN' in out
     check_ranks(tmp_path)
 
 
@@ -217,12 +208,12 @@ def test_export_onnx_segmentor_and_detector(seg_run, det_run, tmp_path):
     for (cfg, work), ckpt in ((seg_run, 'iter_4.pth'),
                               (det_run, 'epoch_2.pth')):
         out = tmp_path / 'model.onnx'
-        log = run([cfg, str(work / ckpt), str(out), '--shape', '64', '96'],
-                  tmp_path, script='export_onnx.py')
+        printed = log(tool('export_onnx.py', cfg, work / ckpt, out,
+                           '--shape', '64', '96'), tmp_path)
         assert out.stat().st_size > 0
-        diffs = [float(line.rsplit(' ', 1)[1]) for line in log.splitlines()
-                 if line.startswith('  out')]
-        assert diffs and max(diffs) <= 1e-4, log
+        diffs = [float(line.rsplit(' ', 1)[1])
+                 for line in printed.splitlines() if line.startswith('  out')]
+        assert diffs and max(diffs) <= 1e-4, printed
 
 
 def test_get_flops_whole_model_and_backbone(tmp_path):
@@ -231,8 +222,8 @@ def test_get_flops_whole_model_and_backbone(tmp_path):
     cfg = osp.join(REPO, 'configs', 'detection', 'retinanet_poolformer_s12.py')
 
     def gflops(*args):
-        log = run([cfg, *args], tmp_path, script='get_flops.py')
-        (line, ) = [ln for ln in log.splitlines() if 'FLOPs' in ln]
+        printed = log(tool('get_flops.py', cfg, *args), tmp_path)
+        (line, ) = [ln for ln in printed.splitlines() if 'FLOPs' in ln]
         return float(line.split()[1])
 
     whole = gflops('--shape', '224', '224', '--cfg-options',
@@ -247,10 +238,10 @@ def test_mmdet_own_benchmark_tool_runs(tiny_data, tmp_path):
     """mmdet's analysis_tools/benchmark.py (shipped in the package) imports
     psutil at module level; its dataloader task runs on CPU."""
     import mmdet
-    tool = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
-                    'analysis_tools', 'benchmark.py')
+    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools',
+                      'analysis_tools', 'benchmark.py')
     cfg = shapes_config(tmp_path / 'cfg.py', 'det', tiny_data)
-    log = run([sys.executable, tool, cfg, '--task', 'dataloader',
+    out = log([sys.executable, script, cfg, '--task', 'dataloader',
                '--max-iter', '3', '--num-warmup', '1', '--log-interval', '1',
                '--work-dir', str(tmp_path)], tmp_path)
-    assert 'Overall fps' in log
+    assert 'Overall fps' in out

@@ -1,0 +1,63 @@
+"""Configs for tests: the demo's, on the data the tests write, on a tiny
+schedule."""
+import os.path as osp
+
+from mmengine.config import Config
+
+from .checkout import REPO
+
+# The demo configs hold the shapes dataset's settings (configs/demo/); the
+# tests' configs are made from them, with the data they write and a tiny
+# schedule.
+DEMO = dict(det=('data/shapes/coco/', 'retinanet_poolformer_s12_shapes.py'),
+            seg=('data/shapes/ade/ADEChallengeData2016',
+                 'fpn_poolformer_s12_shapes.py'))
+TINY = dict(
+    det=dict(train_cfg=dict(max_epochs=2, val_interval=2),
+             train_dataloader=dict(batch_size=2),
+             val_dataloader=dict(batch_size=1),
+             test_dataloader=dict(batch_size=1)),
+    seg=dict(train_cfg=dict(max_iters=4, val_interval=4),
+             train_dataloader=dict(batch_size=2),
+             param_scheduler=[dict(type='PolyLR', power=0.9, eta_min=0.0,
+                                   begin=0, end=4, by_epoch=False)],
+             default_hooks=dict(checkpoint=dict(interval=4))))
+
+
+def _repoint(node, old, new):
+    """``node`` with every string that starts with ``old`` moved to
+    ``new``."""
+    if isinstance(node, dict):
+        return type(node)({k: _repoint(v, old, new) for k, v in node.items()})
+    if isinstance(node, (list, tuple)):
+        return type(node)(_repoint(v, old, new) for v in node)
+    if isinstance(node, str) and node.startswith(old):
+        return new + node[len(old):]
+    return node
+
+
+def shapes_config(path, task, data, model_from=None, **changes):
+    """Write a config to ``path``: the demo config of ``task`` ('det' or
+    'seg') reading ``data`` (from ``tiny_data``) on a tiny schedule, with
+    ``changes`` merged last. ``model_from`` takes the model of another
+    detection config (e.g. 'mask_rcnn_poolformer_s12.py'), masks loaded."""
+    root, name = DEMO[task]
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'demo', name))
+    new_root = data['coco' if task == 'det' else 'ade']
+    cfg = Config(_repoint(cfg.to_dict(), root, new_root))
+    if model_from is not None:
+        other = Config.fromfile(
+            osp.join(REPO, 'configs', 'detection', model_from))
+        cfg.model = other.model
+        cfg.model.backbone.init_cfg = None  # no download: from scratch
+        for loader in ('train_dataloader', 'val_dataloader',
+                       'test_dataloader'):
+            for step in cfg[loader].dataset.pipeline:
+                if step.type == 'LoadAnnotations':
+                    step.with_mask = True
+        for evaluator in ('val_evaluator', 'test_evaluator'):
+            cfg[evaluator].metric = other[evaluator].metric
+    cfg.merge_from_dict(dict(TINY[task], **changes))
+    cfg.default_hooks.logger.interval = 1
+    cfg.dump(str(path))
+    return str(path)
