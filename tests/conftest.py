@@ -5,11 +5,6 @@ import pytest
 from mmpoolformer.testing import make_dataset
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        'markers', 'slow: takes minutes (builds, installs, trains)')
-
-
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
     """8 training and 4 held-out 96px images in COCO and ADE20K layouts."""

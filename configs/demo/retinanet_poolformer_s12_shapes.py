@@ -1,6 +1,6 @@
 # The demo's detector: the real RetinaNet + PoolFormer-S12 config, trained
-# from scratch on the synthetic shapes (mmpoolformer/testing/synthetic.py). Only the
-# data, the image size and the schedule differ.
+# from scratch on the synthetic shapes (mmpoolformer/testing/synthetic.py).
+# Only the data, the image size and the schedule differ.
 _base_ = '../detection/retinanet_poolformer_s12.py'
 
 data_root = 'data/shapes/coco/'

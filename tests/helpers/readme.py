@@ -2,7 +2,8 @@
 import os.path as osp
 import re
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+from mmpoolformer.testing import REPO
+
 README = osp.join(REPO, 'README.md')
 FENCE = re.compile(r'^```(\S*)\n(.*?)^```\s*$', re.M | re.S)
 #: A Python block whose first line is ``# NAME.py...`` is a config file of

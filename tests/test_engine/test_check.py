@@ -2,18 +2,16 @@
 without ``start_level=0`` (the issue's mistake: strides 16-256 under
 anchors for 8-128, ``norm1`` unused) stops after iteration 1, naming the
 strides and the parameters, with the message the README quotes."""
-import os.path as osp
 import re
-import subprocess
-import sys
 import textwrap
 
+import pytest
 from mmengine.config import Config
 
-from conftest import REPO, shapes_config
 from helpers.readme import README, write_configs
+from mmpoolformer.testing import REPO, run, shapes_config, tool
 
-TRAIN = osp.join(REPO, 'tools', 'train.py')
+pytestmark = pytest.mark.slow
 
 
 def readme_run_config(tmp_path, data, break_it=False):
@@ -40,9 +38,8 @@ def readme_run_config(tmp_path, data, break_it=False):
 
 
 def train(config, work_dir):
-    return subprocess.run(
-        [sys.executable, TRAIN, config, '--work-dir', str(work_dir)],
-        cwd=REPO, capture_output=True, text=True, timeout=600)
+    return run(tool('train.py', config, '--work-dir', work_dir), cwd=REPO,
+               check=False, timeout=600)
 
 
 def test_readme_retinanet_trains_and_passes_the_check(tiny_data, tmp_path):

@@ -9,7 +9,8 @@ import subprocess
 import sys
 import sysconfig
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+from mmpoolformer.testing import REPO
+
 # What a build must not see: outputs of earlier builds and runs.
 NOT_SOURCE = ('.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__',
               '*.pyc', '.mim', 'data', 'work_dirs', 'outputs',
