@@ -1,8 +1,8 @@
 # The demo's segmentor: the real Semantic FPN + PoolFormer-S12 config, trained
 # from scratch on the synthetic shapes (mmpoolformer/testing/synthetic.py)
-# written in ADE20K's format: background is ADE20K's class 0 ("wall"), the circle,
-# square and triangle its classes 1-3. Only data, image size and schedule
-# differ.
+# written in ADE20K's format: background is ADE20K's class 0 ("wall"), the
+# circle, square and triangle its classes 1-3. Only data, image size and
+# schedule differ.
 _base_ = '../segmentation/fpn_poolformer_s12.py'
 
 data_root = 'data/shapes/ade/ADEChallengeData2016'
