@@ -64,15 +64,27 @@ def losses(work):
         return [json.loads(line)['loss'] for line in f if '"loss"' in line]
 
 
-@pytest.mark.parametrize('task, changes, last', [
-    ('det', dict(train_cfg=dict(max_epochs=3, val_interval=9)),
-     'epoch_3.pth'),
-    ('seg', dict(train_cfg=dict(max_iters=8, val_interval=99),
-                 default_hooks=dict(checkpoint=dict(interval=4))),
-     'iter_8.pth'),
+DET = dict(train_cfg=dict(max_epochs=3, val_interval=9))
+SEG = dict(train_cfg=dict(max_iters=8, val_interval=99),
+           default_hooks=dict(checkpoint=dict(interval=4)))
+
+
+@pytest.mark.parametrize('task, backbone, changes, last', [
+    pytest.param('det', None, DET, 'epoch_3.pth', id='det-poolformer'),
+    pytest.param('seg', None, SEG, 'iter_8.pth', id='seg-poolformer'),
+    pytest.param('det', dict(type='ConvFormer', arch='s18'), DET,
+                 'epoch_3.pth', id='det-convformer'),
+    pytest.param('det', dict(type='CAFormer', arch='s18'), DET,
+                 'epoch_3.pth', id='det-caformer'),
+    pytest.param('seg', dict(type='PoolFormerV2', arch='s12'), SEG,
+                 'iter_8.pth', id='seg-poolformerv2'),
 ])
-def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, changes,
-                                    last):
+def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, backbone,
+                                    changes, last):
+    """The demo's detector and segmentor (PoolFormer-S12), and with the
+    family's backbones in their place (same dims: the necks fit)."""
+    if backbone is not None:
+        changes = dict(changes, model=dict(backbone=backbone))
     cfg = shapes_config(tmp_path / 'cfg.py', task, tiny_data, **changes)
     work = tmp_path / 'work'
     first = 'epoch_2.pth' if task == 'det' else 'iter_4.pth'
