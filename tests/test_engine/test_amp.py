@@ -11,6 +11,7 @@ import torch
 
 from conftest import REPO, shapes_config
 from mmpoolformer import PoolFormer
+from mmpoolformer.engine.amp import choose_dtype
 from mmpoolformer.testing import randomise
 
 TRAIN = osp.join(REPO, 'tools', 'train.py')
@@ -122,3 +123,18 @@ def test_non_finite_loss_stops_naming_the_iteration(tiny_data, tmp_path):
     assert proc.returncode != 0
     assert 'NonFiniteLossError: Iteration 1 (epoch 1): the training loss is ' \
         'nan' in proc.stderr
+
+
+@pytest.mark.parametrize('native, expected', [(True, 'bf16'),
+                                              (False, 'fp16')])
+def test_amp_picks_bf16_only_where_the_gpu_computes_it(monkeypatch, native,
+                                                       expected):
+    """A V100 or T4 holds bf16 tensors (torch's default check says yes)
+    but has no bf16 tensor cores: it gets fp16."""
+    def is_bf16_supported(including_emulation=True):
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'GPU')
+    assert choose_dtype()[0] == expected
