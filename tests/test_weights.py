@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from mmpoolformer import PoolFormer
 from mmpoolformer.models import fused as fused_module
-from mmpoolformer.models import poolformer as pf_module
+from mmpoolformer.models import layers
 from mmpoolformer.testing import (TimmFeatures, assert_close,
                                   mmpretrain_poolformer, official_state,
                                   randomise, timm_poolformer)
@@ -91,7 +91,7 @@ def test_wrong_token_mixer_is_caught(tmp_path, monkeypatch):
         return pooled if out is None else out.copy_(pooled)
 
     monkeypatch.setattr(fused_module, 'avg_pool', with_padding)
-    monkeypatch.setattr(pf_module.Pooling, 'forward',
+    monkeypatch.setattr(layers.Pooling, 'forward',
                         lambda self, x: with_padding(x, self.pool_size) - x)
     for fused in (True, False):
         ours = ours_from(str(path))

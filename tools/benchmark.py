@@ -98,7 +98,7 @@ def build_family(name):
         ours = cls(arch, with_cp=with_cp)
         ours.load_state_dict({**ours.state_dict(), **state})
         impls[key] = ours
-    if cls.family['norm'] == 'sample':
+    if impls['mmpoolformer'].arch['norm'] == 'sample':
         impls['timm'] = TimmFeatures(ref)
     else:
         from timm.layers import LayerNorm2d

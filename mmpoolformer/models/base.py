@@ -4,10 +4,12 @@ weights, any input size)."""
 import math
 import warnings
 from numbers import Integral, Real
-from typing import Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -37,9 +39,13 @@ def check_number(owner: str, name: str, value, low=None, high=None,
 class DenseBackbone(BaseModule):
     """Base of four-stage backbones with outputs at strides 4, 8, 16, 32.
 
-    A subclass builds ``self.stem``, ``self.stages`` (only up to the last
-    selected output) and one ``norm{i}`` per selected output, then calls
-    :meth:`_freeze_stages`.
+    It checks the arguments every such backbone takes and reads ``arch``
+    (a row of the subclass's ``arch_settings`` table, or a dict of changes
+    to its ``default_arch`` row). A subclass checks its own arguments, then
+    calls :meth:`_build` with its stem and a function making each stage;
+    :meth:`_build` builds the stages up to the last selected output, with
+    stochastic depth rising linearly over all blocks, and one output norm
+    ``norm{i}`` per selected output. :meth:`forward` returns those outputs.
 
     ``init_cfg`` may be a dict or a list of dicts, as for any mmengine
     module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix``)
@@ -50,12 +56,21 @@ class DenseBackbone(BaseModule):
 
     num_stages = 4
     stem_stride = 4
+    #: arch name -> the whole setting of that arch; a subclass's table.
+    arch_settings: Dict[str, dict] = {}
+    #: The row an arch dict changes; without one, an arch dict is whole
+    #: but for ``arch_defaults``.
+    default_arch: Optional[str] = None
+    arch_defaults: dict = {}
+    #: Keys an arch must have, and keys it may have besides.
+    arch_required = ('depths', 'dims')
+    arch_optional: Tuple[str, ...] = ()
     #: Reads a checkpoint dict into this backbone's layout (see
     #: :mod:`mmpoolformer.weights`): PoolFormer v1's layouts here.
     convert_checkpoint = staticmethod(convert)
 
-    def __init__(self, in_channels, out_indices, frozen_stages, norm_eval,
-                 init_cfg=None, pretrained=None):
+    def __init__(self, arch, in_channels, out_indices, frozen_stages,
+                 norm_eval, drop_path_rate, init_cfg=None, pretrained=None):
         name = type(self).__name__
         if pretrained is not None:
             if init_cfg is not None:
@@ -74,6 +89,8 @@ class DenseBackbone(BaseModule):
         pretrained_cfg = self._parse_init_cfg(name, init_cfg)
         super().__init__(init_cfg=init_cfg)
         self._pretrained = pretrained_cfg
+        self.arch = self._parse_arch(arch)
+        self.depths, self.dims = self.arch['depths'], self.arch['dims']
         self.out_indices = self._parse_out_indices(out_indices)
         if not (isinstance(frozen_stages, Integral)
                 and -1 <= frozen_stages <= self.num_stages):
@@ -82,9 +99,51 @@ class DenseBackbone(BaseModule):
         if not (isinstance(in_channels, Integral) and in_channels > 0):
             raise ValueError(f'{name}: in_channels must be a positive int, '
                              f'got {in_channels!r}')
+        self.drop_path_rate = check_number(name, 'drop_path_rate',
+                                           drop_path_rate, 0, 1,
+                                           high_open=True)
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+
+    @classmethod
+    def _parse_arch(cls, arch) -> dict:
+        """The whole setting of ``arch``, checked: a row of
+        ``arch_settings``, or a dict of changes to the ``default_arch``
+        row (a whole setting where there is none)."""
+        name = cls.__name__
+        if isinstance(arch, str):
+            if arch.lower() not in cls.arch_settings:
+                raise ValueError(
+                    f'Unknown {name} arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_settings)} or pass a dict')
+            arch = cls.arch_settings[arch.lower()]
+        elif not isinstance(arch, dict):
+            raise TypeError(f'{name} needs arch, a str or dict; got {arch!r}')
+        allowed = set(cls.arch_required) | set(cls.arch_optional)
+        unknown = set(arch) - allowed
+        base = cls.arch_defaults if cls.default_arch is None else \
+            cls.arch_settings[cls.default_arch]
+        arch = dict(base, **arch)
+        missing = set(cls.arch_required) - set(arch)
+        if missing or unknown:
+            raise ValueError(
+                f'{name} arch dict: missing keys {sorted(missing)}, unknown '
+                f'keys {sorted(unknown)}; it takes '
+                f'{sorted(cls.arch_required)} and optionally '
+                f'{sorted(cls.arch_optional)}')
+        for key in ('depths', 'dims'):
+            value = arch[key]
+            if not (isinstance(value, Sequence) and len(value) == 4 and all(
+                    isinstance(v, Integral) and v > 0 for v in value)):
+                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
+                                 f'got {value!r}')
+        return cls._check_arch(dict(arch))
+
+    @classmethod
+    def _check_arch(cls, arch: dict) -> dict:
+        """A subclass's checks of its own arch keys; returns the arch."""
+        return arch
 
     @classmethod
     def _parse_out_indices(cls, out_indices) -> Tuple[int, ...]:
@@ -125,16 +184,6 @@ class DenseBackbone(BaseModule):
                     f'{found[0]}')
             return found[0]
         return None
-
-    @staticmethod
-    def _check_sizes(arch: dict) -> None:
-        """An arch dict's ``depths`` and ``dims``: 4 positive ints each."""
-        for key in ('depths', 'dims'):
-            value = arch[key]
-            if not (isinstance(value, Sequence) and len(value) == 4 and all(
-                    isinstance(v, Integral) and v > 0 for v in value)):
-                raise ValueError(f'arch["{key}"] must be 4 positive ints, '
-                                 f'got {value!r}')
 
     def init_weights(self):
         """Run the non-Pretrained ``init_cfg`` entries (mmengine's way),
@@ -190,3 +239,33 @@ class DenseBackbone(BaseModule):
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return x
+
+    def _build(self, stem: nn.Module,
+               make_stage: Callable[[int, List[float]], nn.Module],
+               norm_cfg: dict) -> None:
+        """Set ``stem``, the stages ``make_stage(i, drop_path_rates)`` up to
+        the last selected output, and the output norms; then freeze."""
+        self.stem = stem
+        # Stages after the last output would hold parameters without
+        # gradients (DDP's unused-parameter error), so they are not built.
+        total = sum(self.depths)
+        start = 0
+        self.stages = nn.ModuleList()
+        for i in range(max(self.out_indices) + 1):
+            rates = [self.drop_path_rate * (start + j) / max(total - 1, 1)
+                     for j in range(self.depths[i])]
+            start += self.depths[i]
+            self.stages.append(make_stage(i, rates))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg, self.dims[i])[1])
+        self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem(self._pad_input(x))
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+        return tuple(outs)

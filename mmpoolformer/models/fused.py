@@ -1,5 +1,5 @@
 """The fast path of the PoolFormer block: one module, one entry point,
-:func:`block_forward`.
+:func:`block_forward`, a function of the block's input and parameters.
 
 GroupNorm with one group is a per-sample affine map, so
 ``pool(GN(x)) - GN(x) = g / std * (pool(x) - x)``: the token mixer and its
@@ -23,7 +23,8 @@ map-sized allocation costs page faults on top of the pass itself.
 ``torch.var_mean`` is also several times slower than the layer-norm kernel,
 which gives the same statistics.
 
-The backbone decides whether a forward runs this path (:func:`applies`).
+Each PoolFormer stage decides, once per forward, whether its blocks run this
+path (:func:`applies`).
 """
 import torch
 import torch.nn.functional as F
@@ -173,7 +174,7 @@ class FusedBlock(torch.autograd.Function):
 
 
 MODES = (True, False, 'auto')
-# torch.fx's own test (torch.export counts as compiling, above)
+# torch.fx's own test (torch.export counts as compiling, in _tracing below)
 _fx_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing',
                       torch.fx._symbolic_trace.is_fx_tracing)
 
@@ -195,23 +196,25 @@ def _tracing() -> bool:
 MIN_PIXELS = 1_500_000
 
 
-def _wins(x: torch.Tensor) -> bool:
+def _wins(x: torch.Tensor, stride: int = 1) -> bool:
     """Where the fast path was measured faster than the op-by-op block
     (docs/benchmarks.md; 2 CPU cores, S12): on CPU, in training (forward and
-    backward), from batch 2 and :data:`MIN_PIXELS` on. It saves allocations,
-    whose cost (page faults) grows with the maps: at 2x800x1216 (1.9M
-    pixels) it was 1.57x faster; at 1x800x1216 and 4x512x512 (about 1M
-    pixels) 0.80x; in inference within 6% either way. Other devices run the
-    op-by-op block until a measurement there shows otherwise."""
+    backward), from batch 2 and :data:`MIN_PIXELS` on, for ``x`` a map at
+    ``stride`` of the input. It saves allocations, whose cost (page faults)
+    grows with the maps: at 2x800x1216 (1.9M pixels) it was 1.57x faster;
+    at 1x800x1216 and 4x512x512 (about 1M pixels) 0.80x; in inference
+    within 6% either way. Other devices run the op-by-op block until a
+    measurement there shows otherwise."""
     n, _, h, w = x.shape
     return x.device.type == 'cpu' and torch.is_grad_enabled() and \
-        n >= 2 and n * h * w >= MIN_PIXELS
+        n >= 2 and n * h * w * stride**2 >= MIN_PIXELS
 
 
-def applies(mode, x: torch.Tensor, training: bool, dropout: float) -> bool:
-    """Whether the backbone's forward on ``x`` runs the fast path, for
-    ``mode`` True (wherever it can run), 'auto' (where it can run and is
-    faster: :func:`_wins`) or False (never).
+def applies(mode, x: torch.Tensor, training: bool, dropout: float,
+            stride: int = 1) -> bool:
+    """Whether blocks run the fast path on ``x`` (a map at ``stride`` of
+    the input), for ``mode`` True (wherever it can run), 'auto' (where it
+    can run and is faster: :func:`_wins`) or False (never).
 
     It cannot run while traced (:func:`_tracing`); under autocast, where
     the op-by-op block gets autocast's per-op dtypes and the fast one would
@@ -221,37 +224,46 @@ def applies(mode, x: torch.Tensor, training: bool, dropout: float) -> bool:
     if not mode or _tracing() or torch.is_autocast_enabled(x.device.type) \
             or (training and dropout > 0) or x.shape[0] == 0:
         return False
-    return mode is True or _wins(x)
+    return mode is True or _wins(x, stride)
 
 
-def _keep_factor(block, x: torch.Tensor):
-    """Stochastic depth's per-sample factor, drawn exactly as mmcv's
-    ``drop_path`` draws it (same RNG calls, same order)."""
-    prob = getattr(block.drop_path, 'drop_prob', 0.)
-    if not block.training or prob == 0:
+def keep_factor(prob: float, x: torch.Tensor):
+    """Stochastic depth's per-sample factor at drop probability ``prob``
+    (None at 0), drawn exactly as mmcv's ``drop_path`` draws it (same RNG
+    calls, same order)."""
+    if prob == 0:
         return None
     keep = 1 - prob
     rand = torch.rand((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device)
     return ((keep + rand).floor() / keep).view(x.shape[0])
 
 
-def block_forward(block, x: torch.Tensor) -> torch.Tensor:
-    """:class:`~.poolformer.PoolFormerBlock` ``block`` (GroupNorm(1) with
-    affine) applied to ``x`` through :class:`FusedBlock`: the folded
-    parameters go in, and autograd carries their gradients back to the
-    block's own. Any memory format; channels-last input avoids copies, and
-    the result is channels-last."""
+def block_forward(x: torch.Tensor, norm1, layer_scale1: torch.Tensor, norm2,
+                  fc1, fc2, layer_scale2: torch.Tensor, pool_size: int,
+                  keep1=None, keep2=None) -> torch.Tensor:
+    """The PoolFormer block on ``x`` through :class:`FusedBlock`: its
+    parameters are folded here, and autograd carries their gradients back.
+    Any memory format; channels-last input avoids copies, and the result is
+    channels-last.
+
+    Args:
+        x: [N, C, H, W].
+        norm1, norm2: ``(weight, bias, eps)`` of the GroupNorm(1) layers.
+        layer_scale1, layer_scale2: [C].
+        fc1, fc2: ``(weight, bias)`` of the MLP's 1x1 convolutions (GELU
+            between them).
+        pool_size: The pooling window.
+        keep1, keep2: Stochastic depth's factors (:func:`keep_factor`).
+    """
     c = x.shape[1]
-    mlp = block.mlp
-    a = block.layer_scale1 * block.norm1.weight
-    w1 = mlp.fc1.weight.flatten(1)
-    b1 = mlp.fc1.bias + w1 @ block.norm2.bias
-    w1 = (w1 * block.norm2.weight).t()
-    w2 = (mlp.fc2.weight.flatten(1) * block.layer_scale2.view(c, 1)).t()
-    # norm1.bias cancels in pool(y) - y; keep it in the graph (with its
-    # exact gradient, 0) so DDP sees every parameter used.
-    b2 = mlp.fc2.bias * block.layer_scale2 + 0 * block.norm1.bias
-    keep1, keep2 = _keep_factor(block, x), _keep_factor(block, x)
-    return FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2,
-                            block.norm1.eps, block.norm2.eps,
-                            block.token_mixer.pool_size)
+    (g1, beta1, eps1), (g2, beta2, eps2) = norm1, norm2
+    a = layer_scale1 * g1
+    w1 = fc1[0].flatten(1)
+    b1 = fc1[1] + w1 @ beta2
+    w1 = (w1 * g2).t()
+    w2 = (fc2[0].flatten(1) * layer_scale2.view(c, 1)).t()
+    # beta1 cancels in pool(y) - y; keep it in the graph (with its exact
+    # gradient, 0) so DDP sees every parameter used.
+    b2 = fc2[1] * layer_scale2 + 0 * beta1
+    return FusedBlock.apply(x, a, w1, b1, w2, b2, keep1, keep2, eps1, eps2,
+                            pool_size)

@@ -1,57 +1,24 @@
 """PoolFormer backbone for dense prediction (Yu et al., CVPR 2022)."""
 from numbers import Integral
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
-from mmcv.cnn.bricks import DropPath
 
 from ..registry import register_everywhere
 from . import fused as fast
 from .base import DenseBackbone, check_number
-
-
-class Pooling(nn.Module):
-    """Token mixer: average pooling minus the input.
-
-    Border windows average only the pixels inside the map. The input is
-    subtracted because the block adds it back through the residual
-    connection.
-    """
-
-    def __init__(self, pool_size: int = 3):
-        super().__init__()
-        self.pool_size = pool_size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = self.pool_size
-        return F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False) - x
-
-
-class Mlp(nn.Module):
-    """Two 1x1 convolutions with an activation between them."""
-
-    def __init__(self, dim: int, hidden: int, act_cfg: dict, drop: float):
-        super().__init__()
-        self.fc1 = nn.Conv2d(dim, hidden, 1)
-        self.act = build_activation_layer(act_cfg)
-        self.fc2 = nn.Conv2d(hidden, dim, 1)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop(self.act(self.fc1(x)))
-        return self.drop(self.fc2(x))
+from .layers import Mlp, Pooling, Stage, stochastic_depth
 
 
 class PoolFormerBlock(nn.Module):
     """One MetaFormer block with a pooling token mixer.
 
     ``x + LS1 * (pool(norm1(x)) - norm1(x))`` then ``x + LS2 * mlp(norm2(x))``,
-    each branch with stochastic depth. ``forward(x, fused=True)`` runs the
-    same function through :func:`.fused.block_forward` (GroupNorm(1) only).
+    each branch with stochastic depth. :meth:`fused_forward` runs the same
+    function through :func:`.fused.block_forward` (GroupNorm(1) norms with
+    affine and a GELU MLP only).
     """
 
     def __init__(self,
@@ -67,36 +34,50 @@ class PoolFormerBlock(nn.Module):
         self.norm1 = build_norm_layer(norm_cfg, dim)[1]
         self.token_mixer = Pooling(pool_size)
         self.norm2 = build_norm_layer(norm_cfg, dim)[1]
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_cfg, drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio),
+                       build_activation_layer(act_cfg), drop=drop)
         self.layer_scale1 = nn.Parameter(
             torch.full((dim, ), float(layer_scale_init_value)))
         self.layer_scale2 = nn.Parameter(
             torch.full((dim, ), float(layer_scale_init_value)))
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else \
-            nn.Identity()
+        self.drop_path = stochastic_depth(drop_path)
 
-    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
-        if fused:
-            return fast.block_forward(self, x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         ls1 = self.layer_scale1.view(-1, 1, 1)
         ls2 = self.layer_scale2.view(-1, 1, 1)
         x = x + self.drop_path(ls1 * self.token_mixer(self.norm1(x)))
         return x + self.drop_path(ls2 * self.mlp(self.norm2(x)))
 
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` through the fast path; the result is
+        channels-last."""
+        prob = getattr(self.drop_path, 'drop_prob', 0.) \
+            if self.training else 0.
+        # drawn as mmcv's drop_path draws them, branch 1 then branch 2
+        keep1, keep2 = fast.keep_factor(prob, x), fast.keep_factor(prob, x)
+        n1, n2, mlp = self.norm1, self.norm2, self.mlp
+        return fast.block_forward(
+            x, (n1.weight, n1.bias, n1.eps), self.layer_scale1,
+            (n2.weight, n2.bias, n2.eps), (mlp.fc1.weight, mlp.fc1.bias),
+            (mlp.fc2.weight, mlp.fc2.bias), self.layer_scale2,
+            self.token_mixer.pool_size, keep1, keep2)
 
-class PoolFormerStage(nn.Module):
-    """An optional stride-2 downsampling conv followed by blocks, with
-    optional gradient checkpointing per block."""
 
-    def __init__(self, in_dim: int, dim: int, blocks: Sequence[nn.Module],
-                 with_cp: bool = False):
-        super().__init__()
-        self.downsample = nn.Conv2d(in_dim, dim, 3, 2, 1) \
-            if in_dim is not None else nn.Identity()
-        self.blocks = nn.ModuleList(blocks)
-        self.with_cp = with_cp
+class PoolFormerStage(Stage):
+    """:class:`~.layers.Stage` of PoolFormer blocks that chooses, once per
+    forward, whether its blocks run the fast path (:func:`.fused.applies`
+    for ``fused``, the backbone's mode) and keeps the residual stream in
+    fp32 under autocast."""
 
-    def forward(self, x: torch.Tensor, fused: bool = False) -> torch.Tensor:
+    def __init__(self, downsample: nn.Module,
+                 blocks: Sequence[PoolFormerBlock], with_cp: bool,
+                 fused: Union[bool, str], dropout: float, stride: int):
+        super().__init__(downsample, blocks, with_cp=with_cp)
+        self.fused = fused
+        self.dropout = dropout
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         if torch.is_autocast_enabled(x.device.type):
             # The residual stream in fp32 under autocast: the convs emit
@@ -104,14 +85,13 @@ class PoolFormerStage(nn.Module):
             # their input's dtype, where pool(x) - x, a small difference of
             # large numbers, loses most of its bits.
             x = x.float()
-        checkpoint = self.with_cp and self.training and \
-            torch.is_grad_enabled()
-        for block in self.blocks:
-            if checkpoint:
-                x = cp.checkpoint(block, x, fused, use_reentrant=False)
-            else:
-                x = block(x, fused)
-        return x
+        if fast.applies(self.fused, x, self.training, self.dropout,
+                        self.stride):
+            # the fused blocks read a channels-last map as an [N*HW, C]
+            # matrix without copies, and emit channels-last maps
+            x = x.contiguous(memory_format=torch.channels_last)
+            return self.run_blocks(x, PoolFormerBlock.fused_forward)
+        return self.run_blocks(x)
 
 
 @register_everywhere
@@ -127,10 +107,11 @@ class PoolFormer(DenseBackbone):
     Any input size works: output i is ceil(H / 2**(i+2)) x ceil(W / 2**(i+2)).
 
     Args:
-        arch (str | dict): One of ``PoolFormer.arch_settings`` ('s12', 's24',
-            's36', 'm36', 'm48'), or a dict with ``depths`` (blocks per stage,
-            4 ints), ``dims`` (channels per stage, 4 ints) and optionally
-            ``layer_scale_init_value``. Defaults to 's12'.
+        arch (str | dict): A row of ``PoolFormer.arch_settings`` ('s12',
+            's24', 's36', 'm36', 'm48'), or a dict of changes to the 's12'
+            row: ``depths`` (blocks per stage, 4 ints), ``dims`` (channels
+            per stage, 4 ints), ``layer_scale_init_value``.
+            Defaults to 's12'.
         in_channels (int): Channels of the input image. Defaults to 3.
         pool_size (int): Kernel size of the pooling token mixer (odd).
             Defaults to 3.
@@ -154,8 +135,10 @@ class PoolFormer(DenseBackbone):
             faster (CPU training at batch >= 2 with >= 1.5M input pixels,
             i.e. detection's batches), True wherever it can run,
             False never. It never runs under tracing, export, FLOP
-            counting, ``torch.compile`` or autocast, and needs GroupNorm(1)
-            norms. Defaults to 'auto'.
+            counting, ``torch.compile`` or autocast. It needs GroupNorm(1)
+            norms with affine and a GELU MLP: with other ``norm_cfg`` or
+            ``act_cfg``, 'auto' means False and True is an error.
+            Defaults to 'auto'.
         torch_compile (bool | dict): Compile the backbone with
             ``torch.compile`` (a dict is passed as its options, e.g.
             ``dict(dynamic=True)``). Compiled blocks run op by op, which
@@ -191,6 +174,9 @@ class PoolFormer(DenseBackbone):
                     layer_scale_init_value=1e-6),
     }
 
+    default_arch = 's12'
+    arch_optional = ('layer_scale_init_value', )
+
     def __init__(self,
                  arch: Union[str, dict] = 's12',
                  in_channels: int = 3,
@@ -209,90 +195,71 @@ class PoolFormer(DenseBackbone):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Union[dict, list] = None,
                  pretrained: str = None):
-        super().__init__(in_channels, out_indices, frozen_stages, norm_eval,
-                         init_cfg, pretrained)
-        arch = self._parse_arch(arch)
-        self.depths, self.dims = arch['depths'], arch['dims']
+        super().__init__(arch, in_channels, out_indices, frozen_stages,
+                         norm_eval, drop_path_rate, init_cfg, pretrained)
         if layer_scale_init_value is None:
-            layer_scale_init_value = arch.get('layer_scale_init_value', 1e-5)
+            layer_scale_init_value = self.arch['layer_scale_init_value']
         name = type(self).__name__
         check_number(name, 'layer_scale_init_value', layer_scale_init_value,
                      0, low_open=True)
         check_number(name, 'mlp_ratio', mlp_ratio, 0, low_open=True)
         check_number(name, 'drop_rate', drop_rate, 0, 1, high_open=True)
-        check_number(name, 'drop_path_rate', drop_path_rate, 0, 1,
-                     high_open=True)
         if not (isinstance(pool_size, Integral) and pool_size > 0
                 and pool_size % 2 == 1):
             raise ValueError(
                 f'pool_size must be a positive odd int, got {pool_size!r}')
-        self.dropout = drop_rate
+        self._no_fast_path = _why_not_fast(norm_cfg, act_cfg)
+        self._fused = self._check_fused(fused)
 
-        self.stem = nn.Conv2d(in_channels, self.dims[0], 7, 4, 2)
-        # Stages after the last output would hold parameters without
-        # gradients (DDP's unused-parameter error), so they are not built.
-        num_built = max(self.out_indices) + 1
-        total = sum(self.depths)
-        start = 0
-        self.stages = nn.ModuleList()
-        for i in range(num_built):
-            blocks = []
-            for j in range(self.depths[i]):
-                rate = drop_path_rate * (start + j) / max(total - 1, 1)
-                blocks.append(
-                    PoolFormerBlock(
-                        self.dims[i], pool_size, mlp_ratio, norm_cfg,
-                        act_cfg, drop_rate, rate, layer_scale_init_value))
-            start += self.depths[i]
-            in_dim = self.dims[i - 1] if i > 0 else None
-            self.stages.append(
-                PoolFormerStage(in_dim, self.dims[i], blocks, with_cp))
-        for i in self.out_indices:
-            self.add_module(f'norm{i}',
-                            build_norm_layer(norm_cfg, self.dims[i])[1])
-        if not any(fused is m for m in fast.MODES):
-            raise ValueError(f'fused must be one of {fast.MODES}, got '
-                             f'{fused!r}')
-        # The fast path folds GroupNorm(1)'s affine into its neighbours.
-        norm = self.stages[0].blocks[0].norm1
-        gn1 = isinstance(norm, nn.GroupNorm) and norm.num_groups == 1 and \
-            norm.affine
-        self.fused = fused if gn1 else False
-        self._freeze_stages()
+        def stage(i, drop_path_rates):
+            dim = self.dims[i]
+            blocks = [PoolFormerBlock(dim, pool_size, mlp_ratio, norm_cfg,
+                                      act_cfg, drop_rate, rate,
+                                      layer_scale_init_value)
+                      for rate in drop_path_rates]
+            down = nn.Conv2d(self.dims[i - 1], dim, 3, 2, 1) if i else \
+                nn.Identity()
+            return PoolFormerStage(down, blocks, with_cp, self._fused,
+                                   drop_rate, self.stem_stride * 2**i)
+
+        self._build(nn.Conv2d(in_channels, self.dims[0], 7, 4, 2), stage,
+                    norm_cfg)
         if torch_compile:
             self.compile(**(torch_compile if isinstance(torch_compile, dict)
                             else {}))
 
-    @classmethod
-    def _parse_arch(cls, arch) -> dict:
-        if isinstance(arch, str):
-            if arch.lower() not in cls.arch_settings:
-                raise ValueError(
-                    f'Unknown PoolFormer arch {arch!r}; choose one of '
-                    f'{sorted(cls.arch_settings)} or pass a dict with '
-                    f'"depths" and "dims".')
-            return cls.arch_settings[arch.lower()]
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or dict, got {arch!r}')
-        allowed = {'depths', 'dims', 'layer_scale_init_value'}
-        if not {'depths', 'dims'} <= set(arch) or set(arch) - allowed:
-            raise ValueError(
-                f'arch dict must have keys "depths" and "dims" (and '
-                f'optionally "layer_scale_init_value"), got {sorted(arch)}')
-        cls._check_sizes(arch)
-        return dict(arch)
+    @property
+    def fused(self) -> Union[bool, str]:
+        """The fast-path mode of every stage (see the class's ``fused``
+        argument); settable."""
+        return self._fused
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self._pad_input(x)
-        fused = fast.applies(self.fused, x, self.training, self.dropout)
-        if fused:
-            # convs then emit channels-last maps, which the fused blocks
-            # read as [N, HW, C] matrices without copies
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.stem(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x, fused)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
-        return tuple(outs)
+    @fused.setter
+    def fused(self, mode: Union[bool, str]) -> None:
+        self._fused = self._check_fused(mode)
+        for stage in self.stages:
+            stage.fused = self._fused
+
+    def _check_fused(self, mode):
+        """``mode``, or False for 'auto' where the fast path cannot run."""
+        if not any(mode is m for m in fast.MODES):
+            raise ValueError(f'fused must be one of {fast.MODES}, got '
+                             f'{mode!r}')
+        if mode is True and self._no_fast_path:
+            raise ValueError(
+                f'fused=True: the fast path runs GroupNorm(1) norms with '
+                f'affine and a GELU MLP, got {self._no_fast_path}; use '
+                f"fused='auto' or False")
+        return False if self._no_fast_path else mode
+
+
+def _why_not_fast(norm_cfg: dict, act_cfg: dict) -> str:
+    """The settings that keep the fast path from computing these blocks
+    ('' if none): it folds GroupNorm(1)'s affine into its neighbours and
+    runs GELU."""
+    gn1 = norm_cfg.get('type') in ('GN', 'GroupNorm') and \
+        norm_cfg.get('num_groups') == 1 and norm_cfg.get('affine', True)
+    gelu = act_cfg.get('type') == 'GELU' and \
+        act_cfg.get('approximate', 'none') == 'none'
+    return ' and '.join(f'{key}={cfg!r}' for key, cfg, ok in (
+        ('norm_cfg', norm_cfg, gn1), ('act_cfg', act_cfg, gelu)) if not ok)

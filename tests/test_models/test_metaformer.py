@@ -15,7 +15,7 @@ from timm.models.metaformer import checkpoint_filter_fn
 
 from mmpoolformer import (CAFormer, ConvFormer, IdentityFormer, MetaFormer,
                           PoolFormer, PoolFormerV2, RandFormer)
-from mmpoolformer.models import metaformer as mf
+from mmpoolformer.models import layers
 from mmpoolformer.testing import (TimmFeatures, assert_close,
                                   official_metaformer,
                                   official_metaformer_state, randomise,
@@ -36,17 +36,20 @@ def ours_from(cls, path, arch, **kwargs):
     return model.eval()
 
 
+def norm_of(cls):
+    return cls.arch_settings[cls.default_arch]['norm']
+
+
 def timm_features(model, cls):
     """timm's stages through the fresh output norms ``cls`` has by
     default."""
-    if cls.family['norm'] == 'sample':
+    if norm_of(cls) == 'sample':
         return TimmFeatures(model)
     return TimmFeatures(model, lambda c: LayerNorm2d(c, eps=1e-6))
 
 
 def mixers_of(cls):
-    mixers = cls.family['token_mixers']
-    return (mixers, ) * 4 if isinstance(mixers, str) else mixers
+    return cls.arch_settings[cls.default_arch]['token_mixers']
 
 
 def assert_features_equal(ours, ref):
@@ -124,7 +127,7 @@ def test_authors_forward_restated_matches_timm(name):
     with torch.no_grad():
         restated = official_metaformer(
             official_metaformer_state(ref.state_dict()), X, mixers_of(cls),
-            cls.family['norm'])
+            norm_of(cls))
         assert_features_equal([n(o) for n, o in zip(feats.norms, restated)],
                               feats(X))
 
@@ -153,9 +156,9 @@ def test_wrong_mixers_are_caught(tmp_path, monkeypatch):
         expected = timm_features(ref, CAFormer)(X)
     sdpa = F.scaled_dot_product_attention
     for patch in (
-            (mf.F, 'scaled_dot_product_attention',
+            (layers.F, 'scaled_dot_product_attention',
              lambda q, k, v: sdpa(q, k, v, scale=1.0)),
-            (mf.StarReLU, 'forward',
+            (layers.StarReLU, 'forward',
              lambda self, x: self.scale * F.relu(x)**2),
     ):
         with monkeypatch.context() as m:
@@ -235,7 +238,7 @@ def test_shapes_and_strides(cls):
 
 def test_block_settings_follow_paper():
     model = CAFormer()
-    assert isinstance(model.stem.norm, mf.ChannelNorm)
+    assert isinstance(model.stem.norm, layers.ChannelNorm)
     assert model.stem.norm.bias is None and model.stem.norm.eps == 1e-6
     assert (model.stem.conv.kernel_size, model.stem.conv.stride,
             model.stem.conv.padding) == ((7, 7), (4, 4), (2, 2))
@@ -253,13 +256,13 @@ def test_block_settings_follow_paper():
     attn = model.stages[2].blocks[0].token_mixer
     assert attn.num_heads == 320 // 32 and attn.qkv.bias is None
     assert attn.proj.bias is None
-    assert isinstance(model.stages[1].blocks[0].token_mixer, mf.SepConv)
+    assert isinstance(model.stages[1].blocks[0].token_mixer, layers.SepConv)
     assert isinstance(PoolFormerV2().stages[0].blocks[0].norm1,
-                      mf.SampleNorm)
+                      layers.SampleNorm)
 
 
 def test_sample_norm_is_groupnorm_in_both_layouts():
-    norm = mf.SampleNorm(8)
+    norm = layers.SampleNorm(8)
     norm.weight.data.normal_()
     x = torch.randn(2, 8, 5, 7)
     expected = F.group_norm(x, 1, norm.weight, None, 1e-6)
@@ -322,7 +325,7 @@ def test_generic_metaformer_hybrid():
     model = MetaFormer(dict(depths=(1, 1, 2, 1), dims=(16, 32, 64, 96),
                             token_mixers=['pooling', 'pooling', 'attention',
                                           'attention'], norm='sample'))
-    assert isinstance(model.stages[0].blocks[0].token_mixer, mf.Pooling)
+    assert isinstance(model.stages[0].blocks[0].token_mixer, layers.Pooling)
     assert isinstance(model.stages[3].blocks[0].mlp.fc1, nn.Linear)
     assert isinstance(model.stages[0].blocks[0].mlp.fc1, nn.Conv2d)
     assert [o.shape[1] for o in model(X)] == [16, 32, 64, 96]
