@@ -32,7 +32,7 @@ FAMILIES = dict(
 )
 # Layers whose output is an activation's input: the MLPs' first layers and
 # the separable convolutions' first pointwise convolutions.
-PRE_ACTIVATION = ('mlp.fc1', 'token_mixer.pwconv1')
+PRE_ACTIVATION = ('fc1', 'pwconv1')
 
 
 def build(family: str, size: str, seed: int = 0) -> nn.Module:
@@ -54,11 +54,11 @@ def build(family: str, size: str, seed: int = 0) -> nn.Module:
 
 
 def amplify(model: nn.Module, x: torch.Tensor, peak: float = 350.) -> float:
-    """Scale every layer in :data:`PRE_ACTIVATION` (weight and bias) so that
-    its largest output on ``x`` is ``peak`` in magnitude, as trained
-    networks' outliers are, in place, in one fp32 forward in which each
-    layer sees its predecessors already scaled. Returns the largest |output|
-    the model then gives."""
+    """Scale every layer of ``model`` named like :data:`PRE_ACTIVATION`
+    (weight and bias) so that its largest output on ``x`` is ``peak`` in
+    magnitude, as trained networks' outliers are, in place, in one fp32
+    forward in which each layer sees its predecessors already scaled.
+    Returns the largest |output| of ``model`` then."""
     handles = []
 
     def rescale(module, args, out):
@@ -69,7 +69,7 @@ def amplify(model: nn.Module, x: torch.Tensor, peak: float = 350.) -> float:
         return out * factor
 
     for name, module in model.named_modules():
-        if name.endswith(PRE_ACTIVATION):
+        if name.rpartition('.')[2] in PRE_ACTIVATION:
             handles.append(module.register_forward_hook(rescale))
     if not handles:
         raise ValueError(f'{type(model).__name__} has no layer named like '
@@ -80,6 +80,7 @@ def amplify(model: nn.Module, x: torch.Tensor, peak: float = 350.) -> float:
     finally:
         for h in handles:
             h.remove()
+    outs = outs if isinstance(outs, (tuple, list)) else (outs, )
     return max(o.abs().max().item() for o in outs)
 
 
