@@ -47,6 +47,7 @@ LARGE_BOUNDS = dict(
     convformer=(2.7e-2, 5.5e-2),  # 2.3e-2 / 4.6e-2
     caformer=(6.2e-3, 2.4e-2),  # 5.2e-3 / 2.0e-2
     identityformer=(3.6e-3, 6e-3),  # 3.0e-3 / 5.0e-3
+    metaformer=(2.7e-3, 5.1e-3),  # 2.2e-3 / 4.2e-3
 )
 
 
