@@ -16,9 +16,11 @@ timm's, and the "GEMM floor": the blocks' 1x1 convolutions alone as matrix
 products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
 implementation (growth of the RSS high-water mark on CPU, allocator peak on
-CUDA). ``--compile`` adds ours and timm's under ``torch.compile``. On CUDA,
-``--amp`` adds bf16 autocast tables (and fp16 on CUDA). Prints markdown
-tables.
+CUDA). ``--compile`` adds ours and timm's under ``torch.compile``.
+``--amp`` adds bf16 autocast tables (and fp16 on CUDA), each headed by how
+far our outputs move from fp32 (largest relative error over the outputs,
+on the agreement check's input; tests/test_engine/test_amp_family.py holds
+the measured bounds). Prints markdown tables.
 
 On CPU the timings depend on the allocator: glibc returns large blocks to
 the system on free, so every iteration page-faults its activations in again.
@@ -40,6 +42,7 @@ from mmpoolformer import CAFormer, ConvFormer, PoolFormer, PoolFormerV2
 from mmpoolformer.testing import (TimmFeatures, mmpretrain_poolformer,
                                   official_state, timm_metaformer,
                                   timm_poolformer)
+from mmpoolformer.testing.precision import rel
 from mmpoolformer.weights import convert, convert_metaformer
 
 CASES = dict(det1=(1, 3, 800, 1216), det2=(2, 3, 800, 1216),
@@ -129,8 +132,13 @@ def build(arch, compile=False):
     return impls
 
 
+def agreement_input(device):
+    return torch.randn(1, 3, 128, 160, device=device,
+                       generator=torch.Generator(device).manual_seed(0))
+
+
 def check_agreement(impls, device):
-    x = torch.randn(1, 3, 128, 160, device=device)
+    x = agreement_input(device)
     with torch.no_grad():
         # compiled ones would compile twice (and dynamically) for a second
         # shape; tests/test_models/test_fused.py checks them
@@ -145,6 +153,16 @@ def check_agreement(impls, device):
 
 
 AMP_DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+
+
+def amp_error(model, device, amp):
+    """Largest relative error of ``model``'s outputs under ``amp``
+    autocast against fp32, on the agreement check's input."""
+    x = agreement_input(device)
+    with torch.no_grad():
+        ref = step(model, x, False, None)
+        outs = step(model, x, False, amp)
+    return max(rel(a.float(), b) for a, b in zip(outs, ref))
 
 
 def step(model, x, backward, amp):
@@ -262,6 +280,11 @@ def main(argv=None):
                         for b in (False, True)}
                 print(f'### {arch} {case} {"x".join(map(str, shape))}'
                       f' {amp + " autocast" if amp else "fp32"}\n')
+                if amp:
+                    err = amp_error(impls['mmpoolformer'], device, amp)
+                    print(f'mmpoolformer\'s outputs under {amp} autocast: '
+                          f'largest relative error {err:.1e} against '
+                          f'fp32\n')
                 print('| implementation | forward ms | fwd+bwd ms | forward '
                       'vs fastest peer | fwd+bwd vs fastest peer | peak MB '
                       '(fwd+bwd) |')

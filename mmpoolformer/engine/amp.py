@@ -27,7 +27,8 @@ class CPUAutocastOptimWrapper(OptimWrapper):
 def choose_dtype(requested: Optional[str] = None) -> Tuple[str, str]:
     """The autocast dtype for this machine and why: ``requested`` if given
     (fp16 needs CUDA), else bf16 where the device computes it natively (CPUs,
-    and GPUs from Ampere on: A100, H100), fp16 elsewhere."""
+    and GPUs from Ampere on: A100, A10, RTX 30xx/40xx, H100), fp16 with
+    dynamic loss scaling on older GPUs (V100, T4, RTX 20xx)."""
     if requested is not None and requested not in DTYPES:
         raise ValueError(f'--amp-dtype must be one of {DTYPES}, got '
                          f'{requested!r}')
@@ -39,11 +40,14 @@ def choose_dtype(requested: Optional[str] = None) -> Tuple[str, str]:
         return requested, 'as requested by --amp-dtype'
     if not cuda:
         return 'bf16', 'no CUDA: bf16 autocast on the CPU'
-    if torch.cuda.is_bf16_supported():
-        return 'bf16', (f'{torch.cuda.get_device_name()} supports bf16, '
-                        f'which needs no loss scaling')
-    return 'fp16', (f'{torch.cuda.get_device_name()} has no bf16: fp16 '
-                    f'with dynamic loss scaling')
+    # Without including_emulation=False, torch calls any GPU that can hold
+    # a bf16 tensor bf16-capable: V100s and T4s would get bf16 emulated, far
+    # slower than their fp16 tensor cores.
+    if torch.cuda.is_bf16_supported(including_emulation=False):
+        return 'bf16', (f'{torch.cuda.get_device_name()} computes bf16 '
+                        f'natively, which needs no loss scaling')
+    return 'fp16', (f'{torch.cuda.get_device_name()} has no native bf16: '
+                    f'fp16 with dynamic loss scaling')
 
 
 def enable_amp(cfg: Config, requested: Optional[str] = None) -> str:

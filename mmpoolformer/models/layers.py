@@ -50,7 +50,8 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Conv2d(mid, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
+        return fp16_safe(lambda t: self.pwconv2(self.dwconv(t)),
+                         self.act1(self.pwconv1(x)))
 
 
 class Attention(nn.Module):
@@ -126,7 +127,47 @@ class StarReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float16 and \
+                torch.is_autocast_enabled(x.device.type):
+            # fp16's square overflows once x passes 256. CUDA's autocast
+            # runs the square in fp32 anyway, CPU's does not. The output
+            # is fp32: feed it to a layer through fp16_safe.
+            x = x.float()
         return self.scale * F.relu(x).square() + self.bias
+
+
+#: fp16_safe brings its input's largest |value| under this (fp16's largest
+#: finite value is 65504).
+FP16_SAFE = 2.**14
+
+
+def fp16_safe(layer: Callable, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` for a linear, bias-free ``layer`` (any callable) whose
+    input may exceed fp16's range, as StarReLU's output does.
+
+    Under fp16 autocast it runs ``layer(x / k) * k`` with ``k`` the power of
+    two (at least 1, so 1 for ordinary inputs) that brings the largest |x|
+    under :data:`FP16_SAFE`: powers of two change exponents only, and the
+    product by ``k`` is in fp32, so neither the input cast nor the layer's
+    output overflows. Elsewhere it is ``layer(x)``.
+    """
+    device = x.device.type
+    if not (torch.is_autocast_enabled(device)
+            and torch.get_autocast_dtype(device) == torch.float16):
+        return layer(x)
+    peak = x.detach().abs().amax().float()
+    k = torch.exp2(torch.ceil(torch.log2(peak / FP16_SAFE)).clamp_min(0))
+    return layer(x / k) * k
+
+
+def fp32_stream(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in fp32 under autocast, else as it is: a stage's input, so
+    that its residual stream, norms, token mixers and scales run in fp32
+    and only the convolutions, linear layers and attention in bf16/fp16.
+    Autocast emits those in the low dtype and leaves pooling, subtraction
+    and (on CPU) the norms in their input's dtype, where ``pool(x) - x``, a
+    small difference of large numbers, loses most of its bits."""
+    return x.float() if torch.is_autocast_enabled(x.device.type) else x
 
 
 class Scale(nn.Module):
@@ -227,6 +268,9 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop(self.act(self.fc1(x)))
+        if isinstance(self.act, StarReLU):
+            # a square: it can leave fp16's range where its input did not
+            return self.drop(fp16_safe(self.fc2, x))
         return self.drop(self.fc2(x))
 
 
@@ -280,6 +324,7 @@ class MetaFormerBlock(nn.Module):
 class Stage(nn.Module):
     """A downsampling layer (or ``nn.Identity``) followed by blocks, on
     NCHW maps in and out; the blocks of a token stage see ``[N, HW, C]``.
+    The blocks run on an fp32 residual stream under autocast (:meth:`enter`).
     Optional gradient checkpointing per block.
 
     Args:
@@ -298,8 +343,14 @@ class Stage(nn.Module):
         self.channels_last = channels_last
         self.with_cp = with_cp
 
+    def enter(self, x: torch.Tensor) -> torch.Tensor:
+        """The downsampled input, in fp32 under autocast (see
+        :func:`fp32_stream`): every stage, of either generation, starts
+        with this."""
+        return fp32_stream(self.downsample(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
+        x = self.enter(x)
         if not self.channels_last:
             return self.run_blocks(x)
         n, c, h, w = x.shape

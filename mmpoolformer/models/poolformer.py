@@ -67,8 +67,7 @@ class PoolFormerBlock(nn.Module):
 class PoolFormerStage(Stage):
     """:class:`~.layers.Stage` of PoolFormer blocks that chooses, once per
     forward, whether its blocks run the fast path (:func:`.fused.applies`
-    for ``fused``, the backbone's mode) and keeps the residual stream in
-    fp32 under autocast."""
+    for ``fused``, the backbone's mode)."""
 
     def __init__(self, downsample: nn.Module,
                  blocks: Sequence[PoolFormerBlock], with_cp: bool,
@@ -79,13 +78,7 @@ class PoolFormerStage(Stage):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.downsample(x)
-        if torch.is_autocast_enabled(x.device.type):
-            # The residual stream in fp32 under autocast: the convs emit
-            # bf16/fp16, and autocast leaves GroupNorm and the pooling in
-            # their input's dtype, where pool(x) - x, a small difference of
-            # large numbers, loses most of its bits.
-            x = x.float()
+        x = self.enter(x)
         if fast.applies(self.fused, x, self.training, self.dropout,
                         self.stride):
             # the fused blocks read a channels-last map as an [N*HW, C]

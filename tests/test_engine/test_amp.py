@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mmpoolformer import PoolFormer
+from mmpoolformer.engine.amp import choose_dtype
 from mmpoolformer.testing import randomise, run, shapes_config, tool
 
 # Measured on this project's CPU (2x3x96x128, order-1 layer scales, seeds 0
@@ -56,16 +57,28 @@ def losses(work):
         return [json.loads(line)['loss'] for line in f if '"loss"' in line]
 
 
+DET = dict(train_cfg=dict(max_epochs=3, val_interval=9))
+SEG = dict(train_cfg=dict(max_iters=8, val_interval=99),
+           default_hooks=dict(checkpoint=dict(interval=4)))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('task, changes, last', [
-    ('det', dict(train_cfg=dict(max_epochs=3, val_interval=9)),
-     'epoch_3.pth'),
-    ('seg', dict(train_cfg=dict(max_iters=8, val_interval=99),
-                 default_hooks=dict(checkpoint=dict(interval=4))),
-     'iter_8.pth'),
+@pytest.mark.parametrize('task, backbone, changes, last', [
+    pytest.param('det', None, DET, 'epoch_3.pth', id='det-poolformer'),
+    pytest.param('seg', None, SEG, 'iter_8.pth', id='seg-poolformer'),
+    pytest.param('det', dict(type='ConvFormer', arch='s18'), DET,
+                 'epoch_3.pth', id='det-convformer'),
+    pytest.param('det', dict(type='CAFormer', arch='s18'), DET,
+                 'epoch_3.pth', id='det-caformer'),
+    pytest.param('seg', dict(type='PoolFormerV2', arch='s12'), SEG,
+                 'iter_8.pth', id='seg-poolformerv2'),
 ])
-def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, changes,
-                                    last):
+def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, backbone,
+                                    changes, last):
+    """The demo's detector and segmentor (PoolFormer-S12), and with the
+    family's backbones in their place (same dims: the necks fit)."""
+    if backbone is not None:
+        changes = dict(changes, model=dict(backbone=backbone))
     cfg = shapes_config(tmp_path / 'cfg.py', task, tiny_data, **changes)
     work = tmp_path / 'work'
     first = 'epoch_2.pth' if task == 'det' else 'iter_4.pth'
@@ -105,3 +118,18 @@ def test_non_finite_loss_stops_naming_the_iteration(tiny_data, tmp_path):
     assert proc.returncode != 0
     assert 'NonFiniteLossError: Iteration 1 (epoch 1): the training loss is ' \
         'nan' in proc.stderr
+
+
+@pytest.mark.parametrize('native, expected', [(True, 'bf16'),
+                                              (False, 'fp16')])
+def test_amp_picks_bf16_only_where_the_gpu_computes_it(monkeypatch, native,
+                                                       expected):
+    """A V100 or T4 holds bf16 tensors (torch's default check says yes)
+    but has no bf16 tensor cores: it gets fp16."""
+    def is_bf16_supported(including_emulation=True):
+        return native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'GPU')
+    assert choose_dtype()[0] == expected

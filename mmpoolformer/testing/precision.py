@@ -1,0 +1,200 @@
+"""How far a backbone's outputs and parameter gradients move under autocast
+(bf16, fp16) from fp32, at ordinary and at large activations::
+
+    python -m mmpoolformer.testing.precision [--families ...] [--dtypes ...]
+
+prints one markdown row per family, size, dtype and case (used by
+tests/test_engine/test_amp_family.py and recorded in docs/benchmarks.md).
+"""
+import argparse
+from typing import Dict, List, Sequence
+
+import torch
+import torch.nn as nn
+
+from .reference import randomise
+
+DTYPES = dict(bf16=torch.bfloat16, fp16=torch.float16)
+# The PoolFormer paper's hybrid: pooling in stages 0-1, attention in 2-3.
+HYBRID = dict(token_mixers=('pooling', 'pooling', 'attention', 'attention'),
+              norm='sample')
+HYBRID_SIZES = dict(
+    s12=dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512), **HYBRID),
+    m36=dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768), **HYBRID))
+# family -> (class name in mmpoolformer, its S and M/B sizes)
+FAMILIES = dict(
+    poolformer=('PoolFormer', ('s12', 'm36')),
+    poolformerv2=('PoolFormerV2', ('s12', 'm36')),
+    convformer=('ConvFormer', ('s18', 'm36')),
+    caformer=('CAFormer', ('s18', 'm36')),
+    identityformer=('IdentityFormer', ('s12', 'm36')),
+    metaformer=('MetaFormer', ('s12', 'm36')),
+)
+# Layers whose output is an activation's input: the MLPs' first layers and
+# the separable convolutions' first pointwise convolutions.
+PRE_ACTIVATION = ('fc1', 'pwconv1')
+
+
+def build(family: str, size: str, seed: int = 0) -> nn.Module:
+    """Backbone ``family`` at ``size`` (a key of :data:`FAMILIES`), its
+    scales, norm affines and StarReLU scalars randomised to order 1 (see
+    :func:`randomise`), in training mode."""
+    import mmpoolformer
+    name, sizes = FAMILIES[family]
+    if size not in sizes:
+        raise ValueError(f'{family} is measured at sizes {sizes}, got '
+                         f'{size!r}')
+    arch = HYBRID_SIZES[size] if family == 'metaformer' else size
+    # v1's fast path never runs under autocast: the fp32 reference does
+    # not take it either
+    kwargs = dict(fused=False) if family == 'poolformer' else {}
+    torch.manual_seed(seed)
+    return randomise(getattr(mmpoolformer, name)(arch, **kwargs),
+                     seed).train()
+
+
+def amplify(model: nn.Module, x: torch.Tensor, peak: float = 350.) -> float:
+    """Scale every layer of ``model`` named like :data:`PRE_ACTIVATION`
+    (weight and bias) so that its largest output on ``x`` is ``peak`` in
+    magnitude, as trained networks' outliers are, in place, in one fp32
+    forward in which each layer sees its predecessors already scaled.
+    Returns the largest |output| of ``model`` then."""
+    handles = []
+
+    def rescale(module, args, out):
+        factor = peak / out.detach().abs().max().clamp_min(1e-12)
+        with torch.no_grad():
+            for p in module.parameters(recurse=False):
+                p.mul_(factor)
+        return out * factor
+
+    for name, module in model.named_modules():
+        if name.rpartition('.')[2] in PRE_ACTIVATION:
+            handles.append(module.register_forward_hook(rescale))
+    if not handles:
+        raise ValueError(f'{type(model).__name__} has no layer named like '
+                         f'{PRE_ACTIVATION}')
+    try:
+        with torch.no_grad():
+            outs = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    outs = outs if isinstance(outs, (tuple, list)) else (outs, )
+    return max(o.abs().max().item() for o in outs)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative error of ``a`` against ``b`` in the 2-norm (inf if ``a`` is
+    not finite)."""
+    if not torch.isfinite(a).all():
+        return float('inf')
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+def run(model: nn.Module, x: torch.Tensor, dtype=None, seed: int = 1):
+    """Outputs and per-stage parameter gradients of one forward and
+    backward (of the outputs against fixed random weights) under autocast
+    to ``dtype`` (None: fp32)."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=dtype,
+                        enabled=dtype is not None):
+        outs = model(x)
+    gen = torch.Generator().manual_seed(seed)
+    loss = sum((o.float() * torch.randn(o.shape, generator=gen).to(o.device)
+                ).sum() for o in outs)
+    loss.backward()
+    grads = [torch.cat([p.grad.flatten() for p in s.parameters()
+                        if p.grad is not None]) for s in model.stages]
+    return [o.detach().float() for o in outs], grads
+
+
+def errors(model: nn.Module, x: torch.Tensor,
+           dtypes: Sequence[str] = ('bf16', 'fp16')) -> Dict[str, dict]:
+    """For each of ``dtypes``: the relative error of each output
+    (``out``) and of each stage's parameter gradients (``grad``) against
+    fp32, and whether they are all finite. The fp32 run itself must be
+    finite."""
+    ref_outs, ref_grads = run(model, x)
+    for t in ref_outs + ref_grads:
+        if not torch.isfinite(t).all():
+            raise ValueError('the fp32 run is not finite: nothing to compare')
+    result = {}
+    for name in dtypes:
+        outs, grads = run(model, x, DTYPES[name])
+        result[name] = dict(
+            out=[rel(a, b) for a, b in zip(outs, ref_outs)],
+            grad=[rel(a, b) for a, b in zip(grads, ref_grads)],
+            finite_out=all(bool(torch.isfinite(o).all()) for o in outs),
+            finite_grad=all(bool(torch.isfinite(g).all()) for g in grads))
+    return result
+
+
+def measure(family: str, size: str, shape=(2, 3, 64, 96), seeds=(0, 1),
+            dtypes=('bf16', 'fp16'), large: bool = False) -> Dict[str, dict]:
+    """:func:`errors` of :func:`build` (``family``, ``size``) on a random
+    input of ``shape``, the worst over ``seeds``; with ``large``, after
+    :func:`amplify`."""
+    worst = {}
+    for seed in seeds:
+        model = build(family, size, seed)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        if large:
+            amplify(model, x)
+        for name, res in errors(model, x, dtypes).items():
+            if name not in worst:
+                worst[name] = res
+                continue
+            w = worst[name]
+            w['out'] = [max(a, b) for a, b in zip(w['out'], res['out'])]
+            w['grad'] = [max(a, b) for a, b in zip(w['grad'], res['grad'])]
+            w['finite_out'] &= res['finite_out']
+            w['finite_grad'] &= res['finite_grad']
+    return worst
+
+
+def table(rows: List[tuple]) -> str:
+    lines = ['| family | size | dtype | activations | max rel. error, outputs '
+             '(stage 0..3) | max rel. error, gradients (stage 0..3) | '
+             'finite out / grad |', '|---|---|---|---|---|---|---|']
+    for family, size, dtype, case, r in rows:
+        lines.append(
+            f'| {family} | {size} | {dtype} | {case} | '
+            f'{max(r["out"]):.2e} ({" ".join(f"{e:.1e}" for e in r["out"])})'
+            f' | {max(r["grad"]):.2e} '
+            f'({" ".join(f"{e:.1e}" for e in r["grad"])}) | '
+            f'{"yes" if r["finite_out"] else "NO"} / '
+            f'{"yes" if r["finite_grad"] else "NO"} |')
+    return '\n'.join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--families', nargs='+', default=list(FAMILIES),
+                        choices=list(FAMILIES))
+    parser.add_argument('--sizes', nargs='+', default=None,
+                        help="those of each family's S and M sizes to "
+                        "measure (default: both)")
+    parser.add_argument('--dtypes', nargs='+', default=list(DTYPES),
+                        choices=list(DTYPES))
+    parser.add_argument('--cases', nargs='+', default=['ordinary', 'large'],
+                        choices=['ordinary', 'large'])
+    parser.add_argument('--shape', type=int, nargs=4, default=(2, 3, 64, 96))
+    parser.add_argument('--seeds', type=int, nargs='+', default=(0, 1))
+    args = parser.parse_args(argv)
+    rows = []
+    for family in args.families:
+        sizes = FAMILIES[family][1]
+        for size in [s for s in args.sizes or sizes if s in sizes]:
+            for case in args.cases:
+                res = measure(family, size, tuple(args.shape), args.seeds,
+                              args.dtypes, case == 'large')
+                for dtype in args.dtypes:
+                    rows.append((family, size, dtype, case, res[dtype]))
+                    print(table(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(table(rows))
+
+
+if __name__ == '__main__':
+    main()
