@@ -14,8 +14,9 @@ sys.path.insert(0, osp.join(REPO, 'tools'))
 import model_index  # noqa: E402
 
 CONFIGS = [p for task in model_index.TASKS for p in model_index.configs(task)]
-# FLOPs counting takes 10-60 s a config on a CPU: two here, all when slow
-# tests run.
+# FLOPs counting takes 10-60 s a config on a CPU (70 configs: most of an
+# hour), so the suite recounts two; `python tools/model_index.py --recount`
+# followed by `git diff` recounts them all.
 SAMPLE = ['configs/detection/retinanet_poolformer_s12.py',
           'configs/segmentation/fpn_poolformer_s12.py']
 
@@ -69,13 +70,6 @@ def check_flops(entries, path):
 
 @pytest.mark.parametrize('path', SAMPLE, ids=osp.basename)
 def test_flops_sample(entries, path):
-    check_flops(entries, path)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('path', sorted(set(CONFIGS) - set(SAMPLE)),
-                         ids=osp.basename)
-def test_flops_all(entries, path):
     check_flops(entries, path)
 
 
