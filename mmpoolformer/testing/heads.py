@@ -96,10 +96,17 @@ def random_batch(scope: str, size=(96, 128), num_classes: int = 3,
         from mmdet.testing import demo_mm_inputs
         return demo_mm_inputs(batch, (3, h, w), num_items=[3] * batch,
                               num_classes=num_classes, with_mask=True)
+    return seg_batch([size] * batch, num_classes, gen)
+
+
+def seg_batch(shapes, num_classes: int = 150, gen=None) -> dict:
+    """An mmseg batch of random images of the (H, W) ``shapes`` with random
+    label maps, as a dataloader gives it (``gen``: a torch.Generator, or
+    torch's global one)."""
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
     inputs, samples = [], []
-    for _ in range(batch):
+    for h, w in shapes:
         inputs.append(torch.randint(0, 256, (3, h, w), generator=gen,
                                     dtype=torch.uint8))
         sample = SegDataSample(metainfo=dict(img_shape=(h, w),

@@ -11,6 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 import mmpoolformer
+from mmpoolformer.testing.heads import seg_batch
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 ALL_DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
@@ -155,20 +156,6 @@ def test_detection_config(path):
         assert 'masks' in results[0].pred_instances
 
 
-def seg_batch(model, shapes):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for h, w in shapes:
-        inputs.append(torch.randint(0, 255, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w),
-                                             ori_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, 150, (1, h, w), dtype=torch.long))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
-
-
 @pytest.mark.parametrize('path', SEG, ids=osp.basename)
 def test_segmentation_config(path):
     cfg = Config.fromfile(path)
@@ -202,7 +189,7 @@ def test_segmentation_config(path):
     assert cfg.test_evaluator.iou_metrics == ['mIoU']
 
     model = build(cfg, 'mmseg')
-    batch = seg_batch(model, [(96, 128), (96, 128)])
+    batch = seg_batch([(96, 128), (96, 128)])
     data = model.data_preprocessor(batch, True)
     assert data['inputs'].shape[-2:] == (512, 512)  # padded to the crop
     losses = model(**data, mode='loss')
@@ -211,7 +198,7 @@ def test_segmentation_config(path):
     assert torch.isfinite(total)
     assert all(p.grad is not None for p in model.backbone.parameters())
     model.eval()
-    batch = seg_batch(model, [(70, 90)])
+    batch = seg_batch([(70, 90)])
     with torch.no_grad():
         (result, ) = model(**model.data_preprocessor(batch, False),
                            mode='predict')

@@ -12,6 +12,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 import mmpoolformer
+from mmpoolformer.testing.heads import seg_batch
 
 ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
 UPERNET = sorted(glob.glob(osp.join(ROOT, 'segmentation', 'upernet_*.py')))
@@ -49,20 +50,6 @@ def segmentor(path, **backbone):
             return built
         _built[key] = built
     return _built[key]
-
-
-def seg_batch(shapes):
-    from mmengine.structures import PixelData
-    from mmseg.structures import SegDataSample
-    inputs, samples = [], []
-    for h, w in shapes:
-        inputs.append(torch.randint(0, 255, (3, h, w), dtype=torch.uint8))
-        sample = SegDataSample(metainfo=dict(img_shape=(h, w),
-                                             ori_shape=(h, w)))
-        sample.gt_sem_seg = PixelData(
-            data=torch.randint(0, 150, (1, h, w), dtype=torch.long))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
 
 
 def test_upernet_config_set():
