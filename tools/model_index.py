@@ -44,9 +44,9 @@ ARCHITECTURE = {
     'UperNet': ['UperNet', 'PPM'],
 }
 DATASETS = dict(mmdet='COCO', mmseg='ADE20K')
-# Published results: the PoolFormer paper's Tables 3 and 4 (see
-# /work/shared/paper.md and the README); nothing else is published for
-# these recipes.
+# Published results: the PoolFormer paper's Tables 3 and 4 (COCO and
+# ADE20K; the README's tables); nothing else is published for these
+# recipes.
 PUBLISHED = {
     ('RetinaNet', 'PoolFormer-S12'): {'box AP': 36.2},
     ('RetinaNet', 'PoolFormer-S24'): {'box AP': 38.9},
