@@ -17,13 +17,13 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
 
-from helpers.readme import REPO, code_blocks, config_blocks, write_configs
+from helpers.readme import code_blocks, config_blocks, write_configs
 from mmpoolformer.engine.check import pyramid_problems
+from mmpoolformer.testing import REPO, TOOLS
 from mmpoolformer.testing import mmpretrain_poolformer, official_state
 from mmpoolformer.testing.heads import random_batch, sizes_at, train_step
 
 BLOCKS = code_blocks()
-TOOLS = osp.join(REPO, 'tools')
 LANGUAGES = ('python', 'bash', 'text')
 
 

@@ -10,12 +10,13 @@ from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 
+from mmpoolformer.engine import check
 from mmpoolformer.engine.check import pyramid_problems
+from mmpoolformer.testing import REPO
 from mmpoolformer.testing.heads import (STOCK_HEADS, random_batch,
                                         sizes_at, stock_heads_table,
                                         stock_model_cfg, train_step)
 
-REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 ROWS = {row['head']: row for row in STOCK_HEADS}
 S12 = dict(type='PoolFormer', arch='s12')
 # Test-only changes for speed, which leave the pyramid alone: DINO's 900
@@ -51,26 +52,13 @@ def build(row, backbone, size):
 
 
 def head_strides(model):
-    """The strides each head states, by owner, as ints."""
+    """The strides each head states (as PyramidCheckHook reads them), by
+    owner, as ints; each head reads the first levels, square strides."""
     found = {}
-    for name in ('rpn_head', 'bbox_head'):
-        gen = getattr(getattr(model, name, None), 'prior_generator', None)
-        if gen is not None:
-            found[name] = [s[0] for s in gen.strides]
-            assert all(s[0] == s[1] for s in gen.strides)
-    roi = getattr(model, 'roi_head', None)
-    for name in ('bbox_roi_extractor', 'mask_roi_extractor'):
-        extractors = getattr(roi, name, None)
-        if extractors is None:
-            continue
-        if not isinstance(extractors, torch.nn.ModuleList):
-            extractors = [extractors]
-        for i, ext in enumerate(extractors):
-            found[f'{name}.{i}'] = list(ext.featmap_strides)
-    head = getattr(model, 'decode_head', None)
-    if hasattr(head, 'feature_strides'):
-        assert list(head.in_index) == list(range(len(head.feature_strides)))
-        found['decode_head'] = list(head.feature_strides)
+    for owner, index, strides in check.head_strides(model):
+        assert all(h == w for h, w in strides), owner
+        assert index == list(range(len(strides))), owner
+        found[owner] = [h for h, _ in strides]
     return found
 
 

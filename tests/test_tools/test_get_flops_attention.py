@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.analysis import FlopAnalyzer
 
-TOOLS = osp.join(osp.dirname(__file__), '..', '..', 'tools')
+from mmpoolformer.testing import TOOLS
 
 
 def get_flops():
