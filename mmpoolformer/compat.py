@@ -2,17 +2,13 @@
 ``mmpoolformer`` is imported. Nothing else in the package changes another
 library.
 
-1. torch's weights-only loader and mmengine's checkpoints. torch >= 2.6 loads
-   with ``weights_only=True``; mmengine 0.10.7 calls ``torch.load`` without
-   the flag, so its own checkpoints (test, resume, ``load_from``,
-   ``init_model``) fail: besides tensors they pickle numpy arrays and scalars
-   and the message hub's ``HistoryBuffer`` objects. We allow exactly those
-   globals and keep the safe loader on; any other global in a file is still
-   refused before anything in it runs. ``HistoryBuffer`` pickles its
-   statistics methods as ``builtins.getattr(HistoryBuffer, 'mean')``.
-   Allowing the real ``getattr`` would let a crafted file reach any attribute
-   of any allowed object, so that name is bound to
-   :func:`history_buffer_getattr`, which hands out only those methods.
+1. torch's own weights-only loader, for other libraries' ``torch.load``
+   calls (mmdet's model tools, say). torch >= 2.6 loads with
+   ``weights_only=True`` by default and refuses the numpy arrays and scalars
+   and the message hub's ``HistoryBuffer`` objects in mmengine's
+   checkpoints. Where torch can be told (2.6 on), we allow exactly what
+   :mod:`mmpoolformer.safeload` allows of them. Nothing of ours relies on
+   it: every load the package makes goes through ``safeload``.
 
 2. mmengine's checkpoint loaders. mmengine reads every checkpoint
    (``load_from``, ``resume``, ``init_cfg`` of its own ``Pretrained``,
@@ -26,7 +22,7 @@ library.
    which passes ``weights_only=False``: a file fetched from a URL could run
    code. We register, with ``CheckpointLoader.register_scheme(...,
    force=True)``, loaders for those prefixes that read with
-   :func:`mmpoolformer.weights.load_file` (weights-only, explicitly) and
+   :func:`mmpoolformer.weights.load_file` (:mod:`mmpoolformer.safeload`) and
    download with :func:`mmpoolformer.weights.download` (one download per
    cache, never a half-written file read). mmengine's ``pavi://`` and
    ``s3://`` loaders are left as they are (``torch.load``'s default).
@@ -50,7 +46,6 @@ library.
    mmdet and mmseg configs and build in their ``default_scope``. Other
    ``pkg::`` paths go to mmengine as before.
 """
-import _codecs
 import importlib.machinery
 import os
 import os.path as osp
@@ -58,45 +53,31 @@ import sys
 
 import numpy as np
 import torch
-from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
+from . import safeload
 from .weights import download, is_url, load_file
 
-# The methods HistoryBuffer registers for itself at construction.
-_STATISTICS = ('min', 'max', 'current', 'mean')
-
-
-def history_buffer_getattr(obj, name):
-    """A ``getattr`` that only returns HistoryBuffer's statistics methods."""
-    if obj is HistoryBuffer and name in _STATISTICS:
-        return getattr(HistoryBuffer, name)
-    raise RuntimeError(
-        f'checkpoint asks for attribute {name!r} of {obj!r}; only '
-        f'HistoryBuffer.{{{", ".join(_STATISTICS)}}} are allowed')
-
-
-def _numpy_globals():
-    """numpy's reconstruction helpers, dtypes and scalar types."""
-    core = getattr(np, '_core', None) or np.core
-    found = [np.ndarray, np.dtype, core.multiarray._reconstruct,
-             core.multiarray.scalar]
-    for name in dir(np.dtypes):
-        obj = getattr(np.dtypes, name)
-        if isinstance(obj, type) and issubclass(obj, np.dtype):
-            found.append(obj)
-    found += [t for t in set(np.sctypeDict.values())
-              if isinstance(t, type) and issubclass(t, np.generic)]
+def allowed_globals():
+    """What torch's weights-only loader may read of mmengine's checkpoints:
+    :data:`mmpoolformer.safeload.ALLOWED`'s numpy and mmengine entries,
+    with ``builtins.getattr`` bound to the restricted
+    :func:`~mmpoolformer.safeload.history_buffer_getattr`."""
+    found = []
+    for (module, name), obj in safeload.ALLOWED.items():
+        if module == 'builtins' and name == 'getattr':
+            found.append((obj, 'builtins.getattr'))
+        elif module in ('numpy', 'numpy.dtypes', '_codecs',
+                        'mmengine.logging.history_buffer') \
+                or module.endswith('multiarray'):
+            found.append(np.dtype if obj is safeload._np_dtype else obj)
     return found
 
 
-def allowed_globals():
-    """Everything an mmengine checkpoint may reference, and nothing else."""
-    return _numpy_globals() + [
-        _codecs.encode,
-        HistoryBuffer,
-        (history_buffer_getattr, 'builtins.getattr'),
-    ]
+def allow_in_torch_load():
+    """torch >= 2.6: :func:`allowed_globals` for torch's own loader."""
+    if torch.__version__ >= '2.6':  # a TorchVersion compares as a version
+        torch.serialization.add_safe_globals(allowed_globals())
 
 
 def load_from_local_safely(filename, map_location=None):
@@ -238,7 +219,7 @@ def when_imported(name, patch):
 
 def apply():
     """Apply every fix; called once, by ``import mmpoolformer``."""
-    torch.serialization.add_safe_globals(allowed_globals())
+    allow_in_torch_load()
     register_safe_loaders()
     resolve_own_configs()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)

@@ -27,8 +27,8 @@ own layouts (:func:`convert_metaformer`):
   ``nn.Linear`` where it works on tokens (attention ``qkv``, random mixing
   ``random_matrix``), as timm has them.
 
-Files are ``.pth`` (torch's weights-only loader, asked for explicitly) or
-``.safetensors``, paths or http(s) URLs; a URL is downloaded once into torch's
+Files are ``.pth`` (read by :mod:`mmpoolformer.safeload`, which runs nothing
+from a file on any torch) or ``.safetensors``, paths or http(s) URLs; a URL is downloaded once into torch's
 hub cache and then read like a local file (:func:`download`), so no reader
 here runs code from a file. Each backbone hands :func:`load_pretrained` the
 converter of its layouts (:func:`convert`, :func:`convert_metaformer`), so
@@ -40,7 +40,6 @@ a model is strict about everything else: a shape mismatch, a missing block or
 an unknown key is an error, never a silent skip.
 """
 import os
-import pickle
 import re
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.error import URLError
@@ -49,6 +48,8 @@ from urllib.parse import urlparse
 import torch
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from . import safeload
 
 try:
     import fcntl
@@ -108,29 +109,35 @@ def download(url: str) -> str:
 
 
 def load_file(path: str, map_location='cpu'):
-    """Load a local checkpoint file without running code: ``.safetensors``
-    with the safetensors library, anything else with ``torch.load(...,
-    weights_only=True)``. The flag is explicit so that neither torch's
-    default (the full unpickler before torch 2.6) nor the environment
-    variable ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` can turn the full
-    unpickler on. ``map_location`` as for :func:`torch.load` (for
-    ``.safetensors``: a device or None).
+    """Load a local checkpoint file without running code, the same on every
+    torch: ``.safetensors`` with the safetensors library, anything else with
+    :func:`mmpoolformer.safeload.load` (never ``torch.load``, whose
+    weights-only loader can be bypassed on older torch; see there).
+    ``map_location`` as for :func:`torch.load` (for ``.safetensors``: a
+    device or None).
 
     Raises:
-        FileNotFoundError if ``path`` is not a file.
+        FileNotFoundError if ``path`` is not a file;
+        :class:`~mmpoolformer.safeload.RefusedCheckpoint` for a file that
+        holds more than tensors and plain data.
     """
     path = os.path.expanduser(str(path))
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path} can not be found.')
     if path.endswith('.safetensors'):
-        from safetensors.torch import load_file as load_safetensors
+        try:
+            from safetensors.torch import load_file as load_safetensors
+        except ImportError as e:
+            raise ImportError(
+                f'{path}: reading .safetensors files needs the safetensors '
+                f'package: pip install safetensors') from e
         if not (map_location is None
                 or isinstance(map_location, (str, torch.device))):
             raise ValueError(
                 f'{path}: map_location for a .safetensors file must be a '
                 f'device or None, got {map_location!r}')
         return load_safetensors(path, device=str(map_location or 'cpu'))
-    return torch.load(path, map_location=map_location, weights_only=True)
+    return safeload.load(path, map_location=map_location)
 
 
 def read_checkpoint(path: str, map_location='cpu') -> dict:
@@ -152,15 +159,10 @@ def read_checkpoint(path: str, map_location='cpu') -> dict:
             ckpt = load_file(path, map_location)
     except FileNotFoundError as e:
         raise FileNotFoundError(f'Checkpoint not found: {path}') from e
-    except pickle.UnpicklingError as e:
-        # torch's message suggests weights_only=False: keep only its reason
-        why = re.search(r'WeightsUnpickler error:\s*(.*?)(\.\s|\n\n|$)',
-                        str(e), re.S)
+    except safeload.RefusedCheckpoint as e:
         raise CheckpointFormatError(
-            f'Refused checkpoint {path}: '
-            f'{why.group(1) if why else e}. The weights-only loader ran '
-            f'nothing from it; the file holds more than tensors and plain '
-            f'data (code, if it was crafted) or is no checkpoint.') from e
+            f'{e}. Only tensors and plain data are read from checkpoints; '
+            f'nothing in the file was run.') from e
     except Exception as e:  # noqa: BLE001 - re-raised with the path
         hint = ''
         if isinstance(e, URLError):

@@ -14,6 +14,8 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
+from ..safeload import check
+
 
 def _checkpoint_number(path: str) -> int:
     match = re.search(r'(\d+)\.pth$', path)
@@ -43,10 +45,7 @@ def latest_good_checkpoint(work_dir: str) -> Optional[str]:
             continue
         seen.add(path)
         try:
-            # mmap reads the zip directory (at the file's end, so any
-            # truncation shows) without reading the tensors a second time
-            torch.load(path, map_location='cpu', mmap=True,
-                       weights_only=True)
+            check(path)
         except Exception as e:  # noqa: BLE001 - any unreadable file
             print_log(f'Skipping unreadable checkpoint {path}: '
                       f'{type(e).__name__}: {str(e)[:200]}', logger='current',

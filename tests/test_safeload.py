@@ -1,0 +1,326 @@
+"""mmpoolformer.safeload: torch.save archives read without running anything,
+on every torch, including files shaped like the published bypasses of
+torch's own weights-only loader."""
+import argparse
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from mmengine.logging import MessageHub
+
+from mmpoolformer import safeload
+from mmpoolformer.safeload import RefusedCheckpoint
+
+
+def saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def rewrite(archive: bytes, **records: bytes) -> bytes:
+    """``archive`` with the named records (``data_pkl``, ``data_0``, ...;
+    relative to its folder) replaced."""
+    src = zipfile.ZipFile(io.BytesIO(archive))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, 'w') as dst:
+        for info in src.infolist():
+            rel = info.filename.split('/', 1)[1].replace('/', '_').replace(
+                '.', '_')
+            dst.writestr(info.filename, records.get(rel, src.read(info)))
+    return out.getvalue()
+
+
+def load_bytes(data: bytes, **kwargs):
+    return safeload.load(io.BytesIO(data), **kwargs)
+
+
+def assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, torch.Tensor):
+        assert (a.dtype, a.shape, a.stride(), a.requires_grad) == \
+            (b.dtype, b.shape, b.stride(), b.requires_grad)
+        assert torch.equal(a, b)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    elif isinstance(a, dict):
+        assert list(a) == list(b)
+        assert getattr(a, '_metadata', None) == getattr(b, '_metadata', None)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif hasattr(a, '__dict__'):
+        assert_same(vars(a), vars(b))
+    else:
+        assert a == b
+
+
+def checkpoint_like():
+    """What mmengine, timm and mmcv 1.x runners save: module state dicts
+    with _metadata, parameters, views, every float dtype, numpy arrays and
+    scalars, the message hub's HistoryBuffers, sets, tuples, Namespaces."""
+    hub = MessageHub('safeload-test')
+    hub.update_scalar('train/loss', 1.5)
+    hub.update_scalar('train/loss', 0.5)
+    hub.update_info('iter', np.int64(7))
+    base = torch.arange(16.).reshape(4, 4)
+    return {
+        'meta': {'CLASSES': ('cat', 'dog'), 'PALETTE': [[1, 2, 3]],
+                 'seed': np.int64(3), 'best': np.float64(0.25),
+                 'hist': np.arange(6, dtype=np.float32).reshape(2, 3),
+                 'tags': {'a', 'b'}, 'c': 1 + 2j},
+        'state_dict': torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1),
+                                          torch.nn.BatchNorm2d(3)
+                                          ).state_dict(),
+        'param': torch.nn.Parameter(torch.ones(2)),
+        'view': base[1:, ::2], 'base': base,
+        'dtypes': [torch.zeros(2, dtype=d) for d in (
+            torch.float16, torch.bfloat16, torch.float64, torch.int64,
+            torch.uint8, torch.bool)],
+        'empty': torch.empty(0, 3), 'scalar': torch.tensor(2.5),
+        'message_hub': hub.state_dict(),
+        'args': argparse.Namespace(lr=0.1, model='poolformer_s12'),
+        'rng': (np.random.get_state(), torch.get_rng_state()),
+    }
+
+
+def test_reads_what_torch_load_reads():
+    data = saved(checkpoint_like())
+    ref = torch.load(io.BytesIO(data), weights_only=False)
+    got = load_bytes(data)
+    assert_same(ref, got)
+    # views keep sharing their storage, as torch.load gives them
+    assert got['view'].untyped_storage().data_ptr() == \
+        got['base'].untyped_storage().data_ptr()
+    hub = MessageHub('restored')
+    hub.load_state_dict(got['message_hub'])
+    assert hub.get_scalar('train/loss').mean() == 1.0
+
+
+@pytest.mark.parametrize('map_location', [
+    None, 'cpu', torch.device('cpu'), {'cpu': 'cpu'},
+    lambda storage, location: storage])
+def test_map_location(map_location):
+    t = load_bytes(saved({'w': torch.ones(3)}), map_location=map_location)
+    assert torch.equal(t['w'], torch.ones(3))
+
+
+def test_map_location_callable_sees_every_storage():
+    seen = []
+
+    def where(storage, location):
+        seen.append(location)
+        return storage
+
+    load_bytes(saved({'a': torch.ones(3), 'b': torch.zeros(2)}),
+               map_location=where)
+    assert seen == ['cpu', 'cpu']
+
+
+def test_file_path_and_missing_file(tmp_path):
+    path = tmp_path / 'ok.pth'
+    torch.save({'w': torch.ones(1)}, path)
+    assert torch.equal(safeload.load(str(path))['w'], torch.ones(1))
+    safeload.check(str(path))
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        safeload.load(str(tmp_path / 'nope.pth'))
+
+
+def test_truncated_file_fails_check(tmp_path):
+    path = tmp_path / 'cut.pth'
+    data = saved({'w': torch.ones(1000)})
+    path.write_bytes(data[:len(data) // 2])
+    with pytest.raises(RefusedCheckpoint, match='not a whole torch.save'):
+        safeload.check(str(path))
+
+
+class Payload:
+    """Pickles as a call that creates the file ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, 'w')
+
+
+def test_code_in_pickle_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    with pytest.raises(RefusedCheckpoint, match='builtins.open'):
+        load_bytes(saved({'w': torch.ones(1), 'x': Payload(marker)}))
+    assert not marker.exists()
+
+
+def test_legacy_and_plain_pickles_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    buf = io.BytesIO()
+    torch.save({'x': Payload(marker)}, buf,
+               _use_new_zipfile_serialization=False)
+    for data in (buf.getvalue(), pickle.dumps(Payload(marker))):
+        with pytest.raises(RefusedCheckpoint, match='legacy formats'):
+            load_bytes(data)
+    assert not marker.exists()
+
+
+def test_torchscript_archive_refused(tmp_path):
+    """GHSA-53q9-r3pm-6pq6 (torch <= 2.5.1): torch.load(weights_only=True)
+    hands a TorchScript archive to torch.jit.load, whose unpickler runs the
+    archive's own ``__setstate__`` code."""
+    path = tmp_path / 'scripted.pth'
+    torch.jit.save(torch.jit.script(Stateful()), str(path))
+    with pytest.raises(RefusedCheckpoint, match='TorchScript archive'):
+        safeload.load(str(path))
+    if torch.__version__ < '2.6':
+        # the bypass itself, on this torch: the archive's code runs
+        out = subprocess.run(
+            [sys.executable, '-c',
+             f'import torch; torch.load({str(path)!r}, weights_only=True)'],
+            capture_output=True, text=True, check=True)
+        assert 'setstate ran' in out.stdout
+
+
+class Stateful(torch.nn.Module):
+    """A module whose TorchScript ``__setstate__`` prints on load."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.ones(1)
+
+    def forward(self, x):
+        return x * self.w
+
+    @torch.jit.export
+    def __getstate__(self):
+        return (self.w, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state):
+        print('setstate ran')
+        self.w = state[0]
+        self.training = state[1]
+
+
+class SetItemsOn:
+    """Pickles as ``_rebuild_tensor_v2(...)`` followed by SETITEMS on the
+    tensor it returns (CVE-2026-24747's first route: SETITEM(S) applied to
+    an object that is not a dict)."""
+
+    def __init__(self, tensor, items):
+        self.tensor, self.items = tensor, items
+
+    def __reduce__(self):
+        t = self.tensor
+        return (torch._utils._rebuild_tensor_v2,
+                (t.storage(), 0, tuple(t.shape), t.stride(), False,
+                 __import__('collections').OrderedDict()), None, None,
+                iter(self.items))
+
+
+def test_setitems_on_non_dict_refused():
+    data = saved({'w': SetItemsOn(torch.zeros(4), [(10**6, 1.0)])})
+    with pytest.raises(RefusedCheckpoint, match='SETITEMS on Tensor'):
+        load_bytes(data)
+
+
+class Rebuild:
+    """Pickles as ``_rebuild_tensor_v2`` with the given size, stride and
+    offset over ``storage``."""
+
+    def __init__(self, storage, offset, size, stride):
+        self.args = (storage, offset, size, stride)
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                self.args + (False, __import__('collections').OrderedDict()))
+
+
+@pytest.mark.parametrize('offset,size,stride', [
+    (0, (5, ), (1, )),        # one element past the end
+    (3, (2, ), (1, )),        # offset pushes it out
+    (0, (2, 2), (3, 1)),      # stride pushes it out
+    (0, (2, ), (-1, )),       # negative stride
+    (-1, (1, ), (1, )),       # negative offset
+])
+def test_tensor_outside_its_storage_refused(offset, size, stride):
+    data = saved({'w': Rebuild(torch.zeros(4).storage(), offset, size,
+                               stride)})
+    with pytest.raises(RefusedCheckpoint, match='tensor size'):
+        load_bytes(data)
+
+
+def test_inside_its_storage_read():
+    storage = torch.arange(4.).storage()
+    t = load_bytes(saved({'w': Rebuild(storage, 1, (3, ), (1, ))}))['w']
+    assert torch.equal(t, torch.tensor([1., 2., 3.]))
+
+
+def test_storage_record_shorter_than_declared_refused():
+    """CVE-2026-24747's second route: a storage whose declared element
+    count needs more bytes than its record holds."""
+    data = rewrite(saved({'w': torch.zeros(64)}), data_0=b'\0' * 16)
+    with pytest.raises(RefusedCheckpoint, match='declares 64 elements'):
+        load_bytes(data)
+
+
+def test_numpy_object_arrays_and_records_refused():
+    for value in (np.array([None, 1], dtype=object),
+                  np.zeros(2, dtype=[('a', 'f4')])):
+        with pytest.raises(RefusedCheckpoint, match='numpy'):
+            load_bytes(saved({'x': value}))
+
+
+def test_getattr_only_for_history_buffer():
+    class GetAttr:
+        def __reduce__(self):
+            return getattr, (os, 'system')
+
+    with pytest.raises(RefusedCheckpoint, match='getattr'):
+        load_bytes(saved({'x': GetAttr()}))
+
+
+def test_unknown_opcodes_refused():
+    class Ext:  # protocol 4+ opcodes torch.save never writes
+        def __reduce_ex__(self, protocol):
+            return (argparse.Namespace, ())
+
+    data = pickle.dumps({'x': Ext()}, protocol=4)
+    archive = rewrite(saved({'x': 1}), data_pkl=data)
+    # protocol 4's framing and NEWOBJ-free pickle read fine ...
+    assert isinstance(load_bytes(archive)['x'], argparse.Namespace)
+    # ... but opcodes of objects we never allow do not
+    archive = rewrite(saved({'x': 1}), data_pkl=b'\x80\x02(i os\nsystem\n.')
+    with pytest.raises(RefusedCheckpoint, match='INST'):
+        load_bytes(archive)
+
+
+def test_torchscript_refused_through_the_package_loaders(tmp_path, capfd):
+    """The bypass through every way the package reads a file: the
+    package's reader, mmengine's (as load_from, resume and init_model use
+    it) and a backbone's init_cfg. On torch <= 2.5.1 torch.load's
+    weights-only loader would run the archive's ``__setstate__``."""
+    from mmengine.runner import load_checkpoint
+
+    from mmpoolformer import PoolFormer
+    from mmpoolformer.weights import CheckpointFormatError, read_checkpoint
+    path = str(tmp_path / 'scripted.pth')
+    torch.jit.save(torch.jit.script(Stateful()), path)
+    loads = [
+        lambda: read_checkpoint(path),
+        lambda: load_checkpoint(torch.nn.Linear(1, 1), path),
+        lambda: PoolFormer('s12', init_cfg=dict(
+            type='Pretrained', checkpoint=path)).init_weights(),
+    ]
+    for load in loads:
+        with pytest.raises((RefusedCheckpoint, CheckpointFormatError),
+                           match='TorchScript archive'):
+            load()
+    assert 'setstate ran' not in capfd.readouterr().out
