@@ -18,6 +18,8 @@ import torch
 
 from cli import DEFAULT_SHAPES, RawOutputs, build_model
 
+from mmpoolformer.torchapi import onnx_export
+
 
 def export(config, checkpoint, out, part='model', shape=None, dynamo=False,
            opset=17):
@@ -31,9 +33,8 @@ def export(config, checkpoint, out, part='model', shape=None, dynamo=False,
     with torch.no_grad():
         expected = wrapper(x)
     names = [f'out{i}' for i in range(len(expected))]
-    torch.onnx.export(wrapper, (x, ), out, input_names=['image'],
-                      output_names=names, opset_version=opset,
-                      dynamo=dynamo)
+    onnx_export(wrapper, x, out, dynamo, input_names=['image'],
+                output_names=names, opset_version=opset)
     session = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     if len(got) != len(expected):

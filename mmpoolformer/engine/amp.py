@@ -8,6 +8,8 @@ from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 
+from ..torchapi import cuda_bf16_native
+
 DTYPES = ('bf16', 'fp16')
 
 
@@ -40,10 +42,9 @@ def choose_dtype(requested: Optional[str] = None) -> Tuple[str, str]:
         return requested, 'as requested by --amp-dtype'
     if not cuda:
         return 'bf16', 'no CUDA: bf16 autocast on the CPU'
-    # Without including_emulation=False, torch calls any GPU that can hold
-    # a bf16 tensor bf16-capable: V100s and T4s would get bf16 emulated, far
+    # bf16 only where native: V100s and T4s would get bf16 emulated, far
     # slower than their fp16 tensor cores.
-    if torch.cuda.is_bf16_supported(including_emulation=False):
+    if cuda_bf16_native():
         return 'bf16', (f'{torch.cuda.get_device_name()} computes bf16 '
                         f'natively, which needs no loss scaling')
     return 'fp16', (f'{torch.cuda.get_device_name()} has no native bf16: '

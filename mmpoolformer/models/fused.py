@@ -29,6 +29,8 @@ path (:func:`applies`).
 import torch
 import torch.nn.functional as F
 
+from ..torchapi import autocast_enabled, is_compiling
+
 _CL = torch.channels_last
 
 
@@ -189,7 +191,7 @@ def _tracing() -> bool:
     op-by-op block better than the hand-fused one."""
     return (torch.jit.is_tracing() or torch.jit.is_scripting()
             or torch.onnx.is_in_onnx_export()
-            or torch.compiler.is_compiling() or _fx_tracing())
+            or is_compiling() or _fx_tracing())
 
 
 # Input pixels per batch (N*H*W) from which the fast path won in training.
@@ -221,7 +223,7 @@ def applies(mode, x: torch.Tensor, training: bool, dropout: float,
     compute in its input's dtype; with MLP dropout in training, which it
     leaves out; or on an empty batch.
     """
-    if not mode or _tracing() or torch.is_autocast_enabled(x.device.type) \
+    if not mode or _tracing() or autocast_enabled(x.device.type) \
             or (training and dropout > 0) or x.shape[0] == 0:
         return False
     return mode is True or _wins(x, stride)

@@ -17,6 +17,7 @@ import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
 from ..registry import register_everywhere
+from ..torchapi import autocast_dtype, autocast_enabled
 
 
 class Pooling(nn.Module):
@@ -128,7 +129,7 @@ class StarReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.float16 and \
-                torch.is_autocast_enabled(x.device.type):
+                autocast_enabled(x.device.type):
             # fp16's square overflows once x passes 256. CUDA's autocast
             # runs the square in fp32 anyway, CPU's does not. The output
             # is fp32: feed it to a layer through fp16_safe.
@@ -152,8 +153,8 @@ def fp16_safe(layer: Callable, x: torch.Tensor) -> torch.Tensor:
     output overflows. Elsewhere it is ``layer(x)``.
     """
     device = x.device.type
-    if not (torch.is_autocast_enabled(device)
-            and torch.get_autocast_dtype(device) == torch.float16):
+    if not (autocast_enabled(device)
+            and autocast_dtype(device) == torch.float16):
         return layer(x)
     peak = x.detach().abs().amax().float()
     k = torch.exp2(torch.ceil(torch.log2(peak / FP16_SAFE)).clamp_min(0))
@@ -167,7 +168,7 @@ def fp32_stream(x: torch.Tensor) -> torch.Tensor:
     Autocast emits those in the low dtype and leaves pooling, subtraction
     and (on CPU) the norms in their input's dtype, where ``pool(x) - x``, a
     small difference of large numbers, loses most of its bits."""
-    return x.float() if torch.is_autocast_enabled(x.device.type) else x
+    return x.float() if autocast_enabled(x.device.type) else x
 
 
 class Scale(nn.Module):

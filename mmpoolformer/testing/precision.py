@@ -92,6 +92,20 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
+def cpu_autocasts(dtype: str) -> bool:
+    """Whether this torch autocasts to ``dtype`` ('bf16', 'fp16') on the
+    CPU: torch 2.0's CPU autocast knows bf16 alone."""
+    try:
+        with torch.autocast('cpu', dtype=DTYPES[dtype]):
+            return True
+    except RuntimeError:
+        return False
+
+
+#: the autocast dtypes this torch runs on the CPU
+CPU_DTYPES = tuple(d for d in ('bf16', 'fp16') if cpu_autocasts(d))
+
+
 def run(model: nn.Module, x: torch.Tensor, dtype=None, seed: int = 1):
     """Outputs and per-stage parameter gradients of one forward and
     backward (of the outputs against fixed random weights) under autocast

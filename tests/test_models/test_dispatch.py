@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.analysis import get_model_complexity_info
 
-from mmpoolformer import PoolFormer
+from mmpoolformer import PoolFormer, torchapi
 from mmpoolformer.models import fused as fast
 from mmpoolformer.testing import assert_close, randomise
 
@@ -81,7 +81,8 @@ def test_tracers_see_the_op_by_op_block(fast_batches):
     model = PoolFormer(SMALL, fused=True).eval()
     x = torch.randn(2, 3, 32, 48)
     torch.jit.trace(model, x, check_trace=False)
-    torch.export.export(model, (x, ))
+    if hasattr(torch, 'export'):  # torch >= 2.1
+        torch.export.export(model, (x, ))
     assert fast_batches == []
 
 
@@ -111,7 +112,11 @@ def test_default_backbone_exports_to_onnx(tmp_path, fast_batches, dynamo):
     model = randomise(PoolFormer('s12')).eval()
     x = torch.randn(2, 3, 64, 96)
     path = str(tmp_path / 'poolformer.onnx')
-    torch.onnx.export(model, (x, ), path, dynamo=dynamo, opset_version=17)
+    if dynamo and torchapi.VERSION < '2.5':
+        with pytest.raises(torchapi.TorchTooOld, match='needs torch >= 2.5'):
+            torchapi.onnx_export(model, x, path, dynamo)
+        return
+    torchapi.onnx_export(model, x, path, dynamo, opset_version=17)
     assert fast_batches == []
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
