@@ -1,21 +1,48 @@
-# Entry points; each creates or reuses .venv (first run: 20 to 35 minutes
-# on a fresh machine, mostly compiling mmcv's ops; seconds after; see README).
+# Entry points. Each creates or reuses the test environments (first run:
+# tens of minutes on a fresh machine, mostly compiling mmcv's ops; seconds
+# after; see docs/get_started.md):
+#   .venv        the newest end of the torch range (torch 2.13)
+#   .venv-floor  its floor (torch 2.0.1, numpy 1.26), where most OpenMMLab
+#                users are
 VENV ?= .venv
 PY := $(VENV)/bin/python
+FLOOR_PY := .venv-floor/bin/python
+# What the floor runs: every family's models and mixed precision, weights
+# and every payload, resume and --amp, one detector and one segmenter
+# through tools/train.py and tools/test.py, ONNX export, the wheel.
+FLOOR_TESTS := tests/test_models tests/test_engine tests/test_weights.py \
+	tests/test_safeload.py tests/test_safe_urls.py tests/test_compat.py \
+	tests/test_registry.py tests/test_tools/test_train_test.py \
+	tests/test_packaging/test_wheel.py tests/test_python38.py
 
-.PHONY: setup test test-fast demo clean
+.PHONY: setup setup-newest setup-floor test test-newest test-floor test-fast demo clean
 
+# both environments at once: one's downloads overlap the other's compiling
 setup:
-	@bash tools/setup_env.sh
+	@$(MAKE) --no-print-directory -j2 setup-newest setup-floor
 
+setup-newest:
+	@bash tools/setup_env.sh newest
+
+setup-floor:
+	@bash tools/setup_env.sh floor
+
+# the whole suite on the newest torch, then the floor's share on torch 2.0
 test: setup
 	$(PY) -m pytest tests -q
+	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q
 
-# all but the end-to-end runs of the tools (tests marked slow)
-test-fast: setup
+test-newest: setup-newest
+	$(PY) -m pytest tests -q
+
+test-floor: setup-floor
+	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q
+
+# all but the end-to-end runs of the tools (tests marked slow), newest torch
+test-fast: setup-newest
 	$(PY) -m pytest tests -q -m "not slow"
 
-demo: setup
+demo: setup-newest
 	$(PY) tools/demo.py
 
 clean:

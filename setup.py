@@ -118,26 +118,28 @@ setup(
         'Intended Audience :: Science/Research',
         'Operating System :: OS Independent',
         'Programming Language :: Python :: 3',
+        'Programming Language :: Python :: 3.8',
+        'Programming Language :: Python :: 3.9',
+        'Programming Language :: Python :: 3.10',
         'Programming Language :: Python :: 3.11',
         'Topic :: Scientific/Engineering :: Artificial Intelligence',
     ],
     packages=find_packages(include=['mmpoolformer', 'mmpoolformer.*']),
     cmdclass=dict(build_py=BuildPy, develop=Develop, sdist=Sdist),
-    # torch 2.6 needs Python 3.9 or later, and the sources compile on 3.9;
-    # the project is tested on 3.11.
-    python_requires='>=3.9',
+    # OpenMMLab's get-started guide creates Python 3.8 environments; the
+    # sources are checked for 3.8 (tests/test_python38.py) and tested on
+    # 3.11.
+    python_requires='>=3.8',
     install_requires=[
-        # 2.6: add_safe_globals takes the (function, 'module.name') pairs
-        # compat.py allows (pytorch#142153, after 2.5), and torch.load is
-        # weights-only by default, for the libraries' calls that do not say
-        # (we pass weights_only=True explicitly). Tested with 2.13.
-        'torch>=2.6',
+        # 2.0 to the newest: tested with 2.0.1 and 2.13 (the newest that
+        # mmcv 2.1.0's ops compile for). mmcv 2.1.0's own wheels are built
+        # for torch 2.0 and 2.1. Checkpoints are read by
+        # mmpoolformer.safeload, not torch's weights-only loader, so every
+        # torch in the range is equally safe.
+        'torch>=2.0',
         'mmengine>=0.10.0,<1.0',
         'mmcv>=2.0.0,<2.2.0',
         'numpy',
-        # the MetaFormer baselines' ImageNet weights are timm's
-        # model.safetensors files
-        'safetensors',
     ],
     extras_require={
         'det': ['mmdet>=3.0.0,<3.4.0'],
@@ -148,6 +150,9 @@ setup(
         # and pip would install those over the environment's.
         # tools/export_onnx.py
         'onnx': ['onnx', 'onnxruntime', 'onnxscript'],
+        # the MetaFormer baselines' ImageNet weights are timm's
+        # model.safetensors files (read without it: .pth files)
+        'safetensors': ['safetensors'],
     },
     zip_safe=False,
 )

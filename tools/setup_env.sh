@@ -1,38 +1,78 @@
 #!/usr/bin/env bash
-# Create (or reuse) the project's virtual environment in .venv with the pinned
-# OpenMMLab stack. Idempotent: a stamp file records a finished install, keyed on
-# this script and requirements.txt, so later runs return in a second.
+# Create (or reuse) one of the project's test environments, each a virtual
+# environment over one end of the torch range that setup.py declares:
+#
+#   tools/setup_env.sh newest   .venv        torch 2.13.0 (the newest that
+#                                            mmcv 2.1.0's ops compile for)
+#   tools/setup_env.sh floor    .venv-floor  torch 2.0.1, numpy 1.26: what
+#                                            OpenMMLab's mmcv 2.1.0 wheels
+#                                            are built for
+#
+# Idempotent: a stamp file records a finished install, keyed on this script
+# and requirements.txt, so later runs return in a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=${VENV:-.venv}
+STACK=${1:-newest}
 PY=${PYTHON:-python3}
+case "$STACK" in
+    newest)
+        VENV=${VENV:-.venv}
+        pins=(torch==2.13.0 torchvision==0.28.0)
+        # the dynamo ONNX exporter's (torch >= 2.5) own dependency
+        extra=(onnxscript) ;;
+    floor)
+        VENV=${VENV:-.venv-floor}
+        # torch 2.0/2.1 are built against numpy 1.x
+        pins=(torch==2.0.1 torchvision==0.15.2 numpy==1.26.4)
+        extra=() ;;
+    *)
+        echo "usage: $0 [newest|floor]" >&2
+        exit 2 ;;
+esac
 stamp="$VENV/.mmpoolformer-stamp"
 key=$(cat tools/setup_env.sh requirements.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
     exit 0
 fi
-echo "[setup] creating $VENV (first run: 20 to 35 minutes on a fresh machine, mostly compiling mmcv's ops; seconds after)"
+log() { echo "[setup $STACK] $*"; }
+log "creating $VENV (${pins[*]}; first run: minutes, mostly compiling mmcv's ops; seconds after)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+printf '%s\n' "${pins[@]}" > "$VENV/constraints.txt"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
+pin=(-c "$VENV/constraints.txt")
 "${pip[@]}" install --upgrade pip
-# mmcv's setup.py and mmengine import pkg_resources (removed in setuptools 82);
-# torch 2.13 needs setuptools >= 77.
+# mmcv's setup.py and mmengine import pkg_resources (removed in setuptools
+# 82); torch 2.13 needs setuptools >= 77.
 "${pip[@]}" install 'setuptools>=77,<82' wheel
-# The machine's find-links folder offers a CPU-only torch that no torchvision
-# build matches; take the index's torch/torchvision pair (runs fine without a GPU).
+# The machine's find-links folder offers a CPU-only torch 2.13 that no
+# torchvision build matches; take the index's torch/torchvision pair (runs
+# fine without a GPU).
 empty=$(mktemp -d)
-PIP_FIND_LINKS="$empty" "${pip[@]}" install torch==2.13.0 torchvision==0.28.0
+PIP_FIND_LINKS="$empty" "${pip[@]}" install "${pin[@]}" "${pins[@]}"
 rmdir "$empty"
-"${pip[@]}" install 'mmengine==0.10.7'
-# No mmcv 2.1.0 wheel exists for torch 2.13: build it (with ops, for RoIAlign and
-# friends) against the torch just installed. pip caches the wheel afterwards.
+"${pip[@]}" install "${pin[@]}" 'mmengine==0.10.7'
+# No mmcv 2.1.0 wheel exists for torch 2.13, and PyPI has only its source:
+# build it, with ops (RoIAlign and friends, which mmdet's and mmseg's model
+# registries import), against this environment's torch. pip caches wheels
+# by name and version only, so a wheel built over one torch would be
+# reused over another and fail at `import mmcv.ops` (undefined symbol):
+# each torch and Python gets a wheel folder of its own, and pip's cache is
+# not used.
 if ! "$VENV/bin/python" -c 'import mmcv.ops' 2>/dev/null; then
-    echo "[setup] installing mmcv 2.1.0 (compiled on first install: most of the set-up's 20 to 35 minutes; pip reuses the cached wheel after)"
-    MMCV_WITH_OPS=1 "${pip[@]}" install --no-build-isolation 'mmcv==2.1.0'
+    tag=$("$VENV/bin/python" -c 'import sys, torch; print(f"torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}")')
+    wheels="${XDG_CACHE_HOME:-$HOME/.cache}/mmpoolformer/mmcv-2.1.0-$tag"
+    if ! ls "$wheels"/mmcv-2.1.0-*.whl >/dev/null 2>&1; then
+        log "compiling mmcv 2.1.0 for $tag into $wheels (minutes; reused after)"
+        MMCV_WITH_OPS=1 "${pip[@]}" wheel --no-deps --no-build-isolation \
+            --no-cache-dir -w "$wheels.part" 'mmcv==2.1.0'
+        rm -rf "$wheels"
+        mv "$wheels.part" "$wheels"
+    fi
+    "${pip[@]}" install "${pin[@]}" "$wheels"/mmcv-2.1.0-*.whl
 fi
-"${pip[@]}" install -r requirements.txt
+"${pip[@]}" install "${pin[@]}" -r requirements.txt ${extra[@]+"${extra[@]}"}
 # openmim without its dependencies (see requirements.txt)
 "${pip[@]}" install --no-deps 'openmim==0.3.9'
 "${pip[@]}" install --no-deps --no-build-isolation -e .
 echo "$key" > "$stamp"
-echo "[setup] environment ready in $VENV"
+log "environment ready in $VENV"

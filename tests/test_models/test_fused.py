@@ -1,9 +1,12 @@
 """The fused path computes the paper's block: its fp32 outputs and gradients
-equal the op-by-op path's, to 1e-5 of each tensor's scale.
+equal the op-by-op path's, to what fp32 can promise.
 
-Where drop path is off, the reference is the op-by-op path in float64: with
-order-1 layer scales the op-by-op path's own fp32 error reaches 1e-5 in a
-36-block network, so comparing two fp32 paths would test rounding luck.
+Where drop path is off, the reference is the op-by-op path in float64, and
+each fused tensor may differ from it by a few times what the op-by-op path's
+own fp32 run does (or 1e-5 of its scale, whichever is larger): with order-1
+layer scales that error grows with depth, with the processor's kernels
+(AVX-512 or not) and with the torch release, so no fixed bound from one
+machine's run holds on every machine.
 """
 import copy
 
@@ -37,17 +40,39 @@ def run(model, x, seed=1):
 
 
 def exact(plain, x, seed=1):
-    """``run`` of the op-by-op path in float64, cast back to float32."""
+    """``run`` of the op-by-op path in float64, cast back to float32, with
+    the op-by-op fp32 run's distance from it: each tensor's bound."""
     outs, xg, grads = run(copy.deepcopy(plain).double(), x.double(), seed)
-    return ([o.float() for o in outs], xg.float(),
-            {n: g.float() for n, g in grads.items()})
+    ref = ([o.float() for o in outs], xg.float(),
+           {n: g.float() for n, g in grads.items()})
+    return ref, bounds(ref, run(plain, x, seed))
 
 
-def compare(plain_run, fused_run):
-    (po, px, pg), (fo, fx, fg) = plain_run, fused_run
-    for a, b in zip(fo, po):
-        close(a, b, 'output')
-    close(fx, px, 'input grad')
+#: how many times the op-by-op fp32 error the fused path may reach
+FP32_SLACK = 4
+
+
+def bounds(ref, plain32):
+    """Per tensor: ``FP32_SLACK`` times the op-by-op fp32 error against the
+    float64 ``ref``, as a fraction of the tensor's scale (at least 1e-5)."""
+    def tol(r, p):
+        scale = max(1.0, r.abs().max().item())
+        return max(1e-5, FP32_SLACK * (p - r).abs().max().item() / scale)
+
+    (ro, rx, rg), (po, px, pg) = ref, plain32
+    return ([tol(r, p) for r, p in zip(ro, po)], tol(rx, px),
+            {n: tol(rg[n], pg[n]) for n in rg})
+
+
+def compare(plain_run, tols=None, fused=None):
+    """The fused path's run ``fused`` against ``plain_run``, within
+    ``tols`` (as :func:`exact` returns them; None: 1e-5 of each tensor's
+    scale)."""
+    (po, px, pg), (fo, fx, fg) = plain_run, fused
+    to, tx, tg = tols or ([1e-5] * len(po), 1e-5, dict.fromkeys(pg, 1e-5))
+    for a, b, t in zip(fo, po, to):
+        close(a, b, 'output', t)
+    close(fx, px, 'input grad', tx)
     for name, g in pg.items():
         if '.blocks.' in name and name.endswith('.norm1.bias'):
             # cancels in pool(y) - y: exactly 0 fused, rounding noise plain
@@ -55,7 +80,7 @@ def compare(plain_run, fused_run):
             ref = pg[name.replace('bias', 'weight')].abs().max()
             assert g.abs().max() <= 1e-3 * ref
         else:
-            close(fg[name], g, name)
+            close(fg[name], g, name, tg[name])
 
 
 X = torch.randn(2, 3, 96, 132, generator=torch.Generator().manual_seed(3))
@@ -74,8 +99,8 @@ def test_fast_path_is_channels_last_and_needs_group_norm():
 def test_fused_equals_plain_eval_and_train(memory_format):
     plain, fused = pair()
     x = X.contiguous(memory_format=memory_format)
-    compare(exact(plain.eval(), x), run(fused.eval(), x))
-    compare(exact(plain.train(), x), run(fused.train(), x))
+    compare(*exact(plain.eval(), x), fused=run(fused.eval(), x))
+    compare(*exact(plain.train(), x), fused=run(fused.train(), x))
 
 
 def test_fused_equals_plain_with_drop_path():
@@ -83,18 +108,18 @@ def test_fused_equals_plain_with_drop_path():
     plain.train()
     fused.train()
     for seed in (1, 2):
-        compare(run(plain, X, seed), run(fused, X, seed))
+        compare(run(plain, X, seed), fused=run(fused, X, seed))
 
 
 def test_fused_equals_plain_with_cp():
     plain, fused = pair(with_cp=True, drop_path_rate=0.2)
-    compare(run(plain.train(), X), run(fused.train(), X))
+    compare(run(plain.train(), X), fused=run(fused.train(), X))
 
 
 def test_odd_sizes_and_deep_arch():
     plain, fused = pair('m36', out_indices=(0, 3))
     x = torch.randn(1, 3, 70, 45, generator=torch.Generator().manual_seed(0))
-    compare(exact(plain.eval(), x), run(fused.eval(), x))
+    compare(*exact(plain.eval(), x), fused=run(fused.eval(), x))
 
 
 @pytest.mark.parametrize('shape', [(1, 3, 32, 32), (3, 3, 36, 20)])
@@ -103,20 +128,20 @@ def test_one_pixel_stages_and_batch_sizes(shape):
     # ambiguous
     plain, fused = pair()
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
-    compare(exact(plain.train(), x), run(fused.train(), x))
+    compare(*exact(plain.train(), x), fused=run(fused.train(), x))
 
 
 def test_narrow_mlp():
     # hidden width below 3C: the backward cannot reuse u's buffer
     plain, fused = pair(dict(depths=[1, 1, 2, 1], dims=[16, 24, 32, 40]),
                         mlp_ratio=1.5)
-    compare(exact(plain.train(), X), run(fused.train(), X))
+    compare(*exact(plain.train(), X), fused=run(fused.train(), X))
 
 
 def test_autocast_runs_the_plain_block():
     """AMP: the fused block would mix bf16 activations with fp32 buffers."""
     plain, fused = pair()
-    ref = exact(plain.train(), X)
+    ref, _ = exact(plain.train(), X)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         outs, _, grads = run(fused.train(), X)
     for a, b in zip(outs, ref[0]):
@@ -157,7 +182,7 @@ def test_compile_has_no_graph_breaks_and_matches():
     compiled.train()
     x = torch.randn(2, 3, 64, 96)
     # compiled blocks run op by op: the reference side of compare
-    compare(run(compiled, x), run(eager, x))
+    compare(run(compiled, x), fused=run(eager, x))
 
 
 def test_second_backward_is_refused_not_wrong():

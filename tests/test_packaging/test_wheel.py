@@ -6,6 +6,7 @@ repository ``mmpoolformer::`` configs resolve and build, and ``mim train /
 test / run / search mmpoolformer`` work. About 1.5 minutes of CPU time; 10
 minutes of wall time on 2 cores shared with other jobs."""
 import glob
+import json
 import os.path as osp
 import sys
 import tarfile
@@ -87,9 +88,9 @@ def test_metadata_names_the_family_and_the_stack(dists):
     for name in ('PoolFormer', 'PoolFormerV2', 'ConvFormer', 'CAFormer',
                  'IdentityFormer', 'RandFormer'):
         assert name in summary
-    assert 'Requires-Python: >=3.9' in meta
-    for req in ('torch>=2.6', 'mmengine<1.0,>=0.10.0',
-                'mmcv<2.2.0,>=2.0.0', 'safetensors',
+    assert 'Requires-Python: >=3.8' in meta
+    for req in ('torch>=2.0', 'mmengine<1.0,>=0.10.0',
+                'mmcv<2.2.0,>=2.0.0', 'safetensors; extra == "safetensors"',
                 "mmdet<3.4.0,>=3.0.0; extra == \"det\"",
                 "mmsegmentation<1.3.0,>=1.0.0; extra == \"seg\""):
         assert f'Requires-Dist: {req}' in meta, req
@@ -102,9 +103,20 @@ def env(dists, tmp_path_factory):
     _, wheel, _ = dists
     tmp = tmp_path_factory.mktemp('env')
     py = stack_venv(tmp / 'venv')
+    # with the index: pip would install or upgrade nothing but us (over
+    # the floor's stack, its torch 2.0.1 and numpy 1.26 stay)
+    run([py, '-m', 'pip', 'install', '--dry-run', '--quiet', '--report',
+         tmp / 'report.json', wheel], tmp)
+    report = json.loads((tmp / 'report.json').read_text())
+    assert [i['metadata']['name'] for i in report['install']] == \
+        ['mmpoolformer']
     # --no-index: a requirement the stack does not meet fails here
+    before = set(run([py, '-m', 'pip', 'freeze'], tmp).splitlines())
     out = run([py, '-m', 'pip', 'install', '--no-index', wheel], tmp)
     assert installed(out) == [NAME], out
+    after = set(run([py, '-m', 'pip', 'freeze'], tmp).splitlines())
+    assert before - after == set()
+    assert [line.split()[0] for line in after - before] == ['mmpoolformer']
     # the extras are met by the stack as well: nothing more to install
     out = run([py, '-m', 'pip', 'install', '--no-index',
                f'{wheel}[det,seg,cls]'], tmp)
