@@ -4,9 +4,12 @@
 #   .venv        the newest end of the torch range (torch 2.13)
 #   .venv-floor  its floor (torch 2.0.1, numpy 1.26), where most OpenMMLab
 #                users are
+#   .venv-latest torch 2.14.1, the newest release, with mmcv-lite (mmcv's
+#                ops do not compile for it): what needs no ops
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FLOOR_PY := .venv-floor/bin/python
+LATEST_PY := .venv-latest/bin/python
 # What the floor runs: every family's models and mixed precision, weights
 # and every payload, resume and --amp, one detector and one segmenter
 # through tools/train.py and tools/test.py, ONNX export, the wheel.
@@ -14,12 +17,19 @@ FLOOR_TESTS := tests/test_models tests/test_engine tests/test_weights.py \
 	tests/test_safeload.py tests/test_safe_urls.py tests/test_compat.py \
 	tests/test_registry.py tests/test_tools/test_train_test.py \
 	tests/test_packaging/test_wheel.py tests/test_python38.py
+# What the newest torch runs without mmcv's ops: the backbones of every
+# family, weights and payloads, mixed precision, ONNX export.
+LATEST_TESTS := tests/test_models/test_fused.py \
+	tests/test_models/test_poolformer.py tests/test_models/test_metaformer.py \
+	tests/test_models/test_dispatch.py tests/test_engine/test_amp_family.py \
+	tests/test_weights.py tests/test_safeload.py tests/test_safe_urls.py
 
-.PHONY: setup setup-newest setup-floor test test-newest test-floor test-fast demo clean
+.PHONY: setup setup-newest setup-floor setup-latest test test-newest \
+	test-floor test-latest test-fast demo clean
 
-# both environments at once: one's downloads overlap the other's compiling
+# the environments at once: one's downloads overlap another's compiling
 setup:
-	@$(MAKE) --no-print-directory -j2 setup-newest setup-floor
+	@$(MAKE) --no-print-directory -j3 setup-newest setup-floor setup-latest
 
 setup-newest:
 	@bash tools/setup_env.sh newest
@@ -27,16 +37,24 @@ setup-newest:
 setup-floor:
 	@bash tools/setup_env.sh floor
 
-# the whole suite on the newest torch, then the floor's share on torch 2.0
+setup-latest:
+	@bash tools/setup_env.sh latest
+
+# the whole suite on torch 2.13, the floor's share on torch 2.0, and what
+# needs no mmcv ops on torch 2.14
 test: setup
 	$(PY) -m pytest tests -q
 	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q
+	$(LATEST_PY) -m pytest $(LATEST_TESTS) -q
 
 test-newest: setup-newest
 	$(PY) -m pytest tests -q
 
 test-floor: setup-floor
 	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q
+
+test-latest: setup-latest
+	$(LATEST_PY) -m pytest $(LATEST_TESTS) -q
 
 # all but the end-to-end runs of the tools (tests marked slow), newest torch
 test-fast: setup-newest

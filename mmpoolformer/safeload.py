@@ -138,8 +138,9 @@ def _np_dtype(spec, align=False, copy=True):
 
 
 def _numpy_items():
-    core = getattr(np, '_core', None) or np.core
-    multiarray = core.multiarray
+    # numpy 2's numpy._core; numpy 1.26 has a numpy._core without it
+    multiarray = getattr(getattr(np, '_core', None), 'multiarray', None) \
+        or np.core.multiarray
     items = {}
     # files written under numpy 1 name numpy.core, under numpy 2
     # numpy._core: both resolve to the installed numpy's objects

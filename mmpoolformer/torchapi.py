@@ -55,6 +55,26 @@ else:
         return torch._dynamo.is_compiling()
 
 
+def compile_module(module: torch.nn.Module, **options) -> None:
+    """``module.compile(**options)`` (torch >= 2.2), or, before, its
+    ``forward`` replaced by the compiled one. torch 2.0 compiles nothing
+    under Python 3.11 and says so (``RuntimeError``)."""
+    if hasattr(module, 'compile'):
+        module.compile(**options)
+    else:
+        module.forward = torch.compile(module.forward, **options)
+
+
+def compiles() -> bool:
+    """Whether ``torch.compile`` works here (not torch 2.0 on Python
+    3.11)."""
+    try:
+        torch.compile(lambda x: x)
+    except RuntimeError:
+        return False
+    return True
+
+
 def cuda_bf16_native() -> bool:
     """Whether the current GPU computes bf16 natively (Ampere on: A100, A10,
     RTX 30xx/40xx, H100). From torch 2.3 ``is_bf16_supported`` also says

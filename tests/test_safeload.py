@@ -2,8 +2,8 @@
 on every torch, including files shaped like the published bypasses of
 torch's own weights-only loader."""
 import argparse
+import collections
 import io
-import os
 import pickle
 import subprocess
 import sys
@@ -155,7 +155,7 @@ class Payload:
 
 def test_code_in_pickle_refused(tmp_path):
     marker = tmp_path / 'ran'
-    with pytest.raises(RefusedCheckpoint, match='builtins.open'):
+    with pytest.raises(RefusedCheckpoint, match=r'io.open, which is neither'):
         load_bytes(saved({'w': torch.ones(1), 'x': Payload(marker)}))
     assert not marker.exists()
 
@@ -227,7 +227,7 @@ class SetItemsOn:
 
 def test_setitems_on_non_dict_refused():
     data = saved({'w': SetItemsOn(torch.zeros(4), [(10**6, 1.0)])})
-    with pytest.raises(RefusedCheckpoint, match='SETITEMS on Tensor'):
+    with pytest.raises(RefusedCheckpoint, match='SETITEMS? on Tensor'):
         load_bytes(data)
 
 
@@ -281,21 +281,19 @@ def test_numpy_object_arrays_and_records_refused():
 def test_getattr_only_for_history_buffer():
     class GetAttr:
         def __reduce__(self):
-            return getattr, (os, 'system')
+            return getattr, (collections.OrderedDict, 'fromkeys')
 
     with pytest.raises(RefusedCheckpoint, match='getattr'):
         load_bytes(saved({'x': GetAttr()}))
 
 
 def test_unknown_opcodes_refused():
-    class Ext:  # protocol 4+ opcodes torch.save never writes
-        def __reduce_ex__(self, protocol):
-            return (argparse.Namespace, ())
-
-    data = pickle.dumps({'x': Ext()}, protocol=4)
+    # protocol 4 (FRAME, MEMOIZE, SHORT_BINUNICODE), which torch.save
+    # writes when asked to
+    data = pickle.dumps({'x': argparse.Namespace(lr=0.1)}, protocol=4)
     archive = rewrite(saved({'x': 1}), data_pkl=data)
-    # protocol 4's framing and NEWOBJ-free pickle read fine ...
-    assert isinstance(load_bytes(archive)['x'], argparse.Namespace)
+    # ... reads fine ...
+    assert vars(load_bytes(archive)['x']) == dict(lr=0.1)
     # ... but opcodes of objects we never allow do not
     archive = rewrite(saved({'x': 1}), data_pkl=b'\x80\x02(i os\nsystem\n.')
     with pytest.raises(RefusedCheckpoint, match='INST'):

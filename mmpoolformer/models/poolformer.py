@@ -7,6 +7,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from ..registry import register_everywhere
+from ..torchapi import compile_module
 from ..weights import convert
 from . import fused as fast
 from .base import DenseBackbone, check_number
@@ -220,8 +221,8 @@ class PoolFormer(DenseBackbone):
         self._build(nn.Conv2d(in_channels, self.dims[0], 7, 4, 2), stage,
                     norm_cfg)
         if torch_compile:
-            self.compile(**(torch_compile if isinstance(torch_compile, dict)
-                            else {}))
+            compile_module(self, **(torch_compile if isinstance(
+                torch_compile, dict) else {}))
 
     @property
     def fused(self) -> Union[bool, str]:
