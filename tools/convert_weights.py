@@ -32,6 +32,8 @@ def main(argv=None):
         out, fmt, dropped = convert_release(ckpt)
         torch.save(out, args.dst)
         classes = out['meta'].get('dataset_meta', {}).get('classes', ())
+        if fmt == 'mmpretrain':  # the authors' dense models share its names
+            fmt = "the authors' (mmpretrain)"
         print(f'{args.src}: a whole model, backbone in {fmt} layout; '
               f'{len(out["state_dict"])} tensors and {len(classes)} class '
               f'names written to {args.dst}; dropped {len(dropped)} '
