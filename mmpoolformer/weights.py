@@ -492,7 +492,7 @@ def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
     try:
         ours, _, fmt = convert(state, '')
     except CheckpointFormatError as e:
-        keys = _brief([where + k for k in state], 4)
+        keys = [where + k for k in list(state)[:4]]  # the file's order
         raise CheckpointFormatError(
             f'the tensors under {where!r} ({keys}) are weights of another '
             f'architecture, not of this {name}: {e}') from e
