@@ -384,6 +384,34 @@ def _not_built(key: str, model) -> bool:
     return bool(m) and int(m.group(1)) not in model.out_indices
 
 
+def _fit(model, state: Dict[str, torch.Tensor], fresh_norms: bool,
+         where: str = '') -> Tuple[List[str], List[str], List[str]]:
+    """How ``state`` (mmpoolformer layout) fits ``model``: (problems, their
+    keys named with the prefix ``where``; unused keys of parts the model
+    left out by design; output norms the state lacks, which are problems
+    unless ``fresh_norms``)."""
+    own = model.state_dict()
+    unused = [k for k in state if k not in own and _not_built(k, model)]
+    unknown = [k for k in state if k not in own and k not in unused]
+    missing = [k for k in own if k not in state]
+    new_norms = [k for k in missing if re.match(r'norm\d+\.', k)] \
+        if fresh_norms else []
+    missing = [k for k in missing if k not in new_norms]
+    mismatched = [f'{where}{k}: checkpoint {tuple(state[k].shape)} vs '
+                  f'model {tuple(own[k].shape)}' for k in state
+                  if k in own and state[k].shape != own[k].shape]
+    problems = []
+    if mismatched:
+        problems.append('shape mismatch: ' + '; '.join(mismatched))
+    if missing:
+        problems.append('missing from checkpoint: ' +
+                        _brief([where + k for k in missing], 12))
+    if unknown:
+        problems.append('not in the model: ' +
+                        _brief([where + k for k in unknown], 12))
+    return problems, unused, new_norms
+
+
 def load_pretrained(model, path: str, convert: Callable,
                     prefix: Optional[str] = None, logger: str = 'current',
                     map_location='cpu') -> None:
@@ -394,8 +422,10 @@ def load_pretrained(model, path: str, convert: Callable,
     where the file's tensors are read to (see :func:`load_file`), before
     they are copied into the model.
 
-    Output norms absent from ImageNet checkpoints keep their fresh init; any
-    other missing or unknown key, or a shape mismatch, raises.
+    Output norms absent from ImageNet checkpoints keep their fresh init (the
+    one place where that is allowed: whole models loaded by
+    :func:`fit_backbone` must bring theirs); any other missing or unknown
+    key, or a shape mismatch, raises.
     """
     name = type(model).__name__
     ckpt = read_checkpoint(path, map_location)
@@ -403,37 +433,132 @@ def load_pretrained(model, path: str, convert: Callable,
         state, dropped, fmt = convert(ckpt, prefix)
     except CheckpointFormatError as e:
         raise CheckpointFormatError(f'{path}: {e}') from e
-    own = model.state_dict()
-    unused = [k for k in state if k not in own and _not_built(k, model)]
-    unknown = [k for k in state if k not in own and k not in unused]
-    missing = [k for k in own if k not in state]
-    new_norms = [k for k in missing if re.match(r'norm\d+\.', k)]
-    missing = [k for k in missing if k not in new_norms]
-    mismatched = [f'{k}: checkpoint {tuple(state[k].shape)} vs model '
-                  f'{tuple(own[k].shape)}' for k in state
-                  if k in own and state[k].shape != own[k].shape]
-    problems = []
-    if mismatched:
-        problems.append('shape mismatch: ' + '; '.join(mismatched))
-    if missing:
-        problems.append(f'missing from checkpoint: {missing}')
-    if unknown:
-        problems.append(f'not in the model: {unknown}')
+    problems, unused, new_norms = _fit(model, state, fresh_norms=True)
     if problems:
         raise CheckpointFormatError(
             f'{path} ({fmt} layout) does not fit this {name} (check '
             f'arch): ' + ' | '.join(problems))
     for k in unused:
         state.pop(k)
-    model.load_state_dict(state, strict=False)
+    # the fresh norms go in as they are, so that the load is complete (the
+    # backbone's own check, fit_backbone, sees every tensor)
+    own = model.state_dict()
+    state.update({k: own[k] for k in new_norms})
+    model.load_state_dict(state)
     print_log(
         f'Loaded {name} weights from {path} ({fmt} layout): '
-        f'{len(state)} tensors; dropped {len(dropped) + len(unused)} '
-        f'unused keys {_brief(dropped + unused)}; freshly initialised: '
+        f'{len(state) - len(new_norms)} tensors; dropped '
+        f'{len(dropped) + len(unused)} unused keys '
+        f'{_brief(dropped + unused)}; freshly initialised: '
         f'{_brief(new_norms)}', logger=logger)
+
+
+def _hint(missing: List[str]) -> str:
+    """Why a whole model's checkpoint may lack these backbone keys."""
+    found = [re.match(r'norm(\d+)\.', k) for k in missing]
+    if not missing or not all(found):
+        return ''
+    if {m.group(1) for m in found} == {'0'}:
+        return ('. A RetinaNet trained with FORK_LAST3 (the authors\' '
+                'release) has no stride-4 norm: build the backbone with '
+                'out_indices=(1, 2, 3), as configs/detection/retinanet_'
+                'poolformer_*.py do')
+    return ('. Only output norms are missing: an ImageNet checkpoint? '
+            "Load it with init_cfg=dict(type='Pretrained', checkpoint="
+            '...), which builds fresh output norms')
+
+
+def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
+                 where: str = '') -> Dict[str, torch.Tensor]:
+    """The backbone tensors ``state`` (one backbone's keys with its prefix
+    ``where`` stripped, in any layout ``convert`` reads) as ``model``'s own
+    state dict, with every parameter and buffer of ``model`` in it at its
+    shape; tensors of stages and output norms the model leaves out by
+    design (e.g. the authors' stride-4 norm given to a RetinaNet built with
+    ``out_indices=(1, 2, 3)``) are dropped.
+
+    This is how every whole-model checkpoint reaches a
+    :class:`~mmpoolformer.models.base.DenseBackbone` (mmengine's
+    ``load_checkpoint``, ``load_from``, ``resume``, ``init_detector``,
+    ``init_model``, the inferencers), whatever their own ``strict``.
+
+    Raises:
+        CheckpointFormatError naming the keys (with ``where``) that did not
+        land, or saying the tensors are another architecture's.
+    """
+    name = type(model).__name__
+    if not state:
+        raise CheckpointFormatError(
+            f'the checkpoint has no tensor under {where!r} for this {name}: '
+            f'its backbone would stay random')
+    try:
+        ours, _, fmt = convert(state, '')
+    except CheckpointFormatError as e:
+        keys = [where + k for k in list(state)[:4]]  # the file's order
+        raise CheckpointFormatError(
+            f'the tensors under {where!r} ({keys}) are weights of another '
+            f'architecture, not of this {name}: {e}') from e
+    problems, unused, _ = _fit(model, ours, fresh_norms=False, where=where)
+    if problems:
+        missing = [k for k in model.state_dict() if k not in ours]
+        # the authors' dense models share mmpretrain's names
+        layout = "the authors' (mmpretrain)" if fmt == 'mmpretrain' else fmt
+        raise CheckpointFormatError(
+            f'the checkpoint ({layout} layout under {where!r}) does not fill '
+            f'this {name} (check arch and out_indices): '
+            + ' | '.join(problems) + _hint(missing))
+    for k in unused:
+        ours.pop(k)
+    return ours
 
 
 def _brief(keys: List[str], n: int = 6) -> str:
     keys = sorted(keys)
     more = f' ... (+{len(keys) - n})' if len(keys) > n else ''
-    return '[' + ', '.join(keys[:n]) + more + ']'
+    return '[' + ', '.join(repr(k) for k in keys[:n]) + more + ']'
+
+
+#: Where mmcv 1.x (mmdet 2.x, mmseg 0.x) kept class metadata in ``meta``,
+#: and where mmengine's libraries read it (``meta['dataset_meta']``).
+_OLD_META = {'CLASSES': 'classes', 'PALETTE': 'palette'}
+
+
+def is_whole_model(ckpt: dict) -> bool:
+    """Whether ``ckpt`` holds a detector's or segmentor's weights (a
+    ``backbone.`` and other parts besides a classifier ``head.``), not just
+    a backbone's."""
+    state, _ = _unwrap(ckpt, '')
+    parts = {k.split('.', 1)[0] for k in state if '.' in k}
+    return 'backbone' in parts and bool(parts - {'backbone', 'head'})
+
+
+def convert_release(ckpt: dict) -> Tuple[dict, str, List[str]]:
+    """A whole detector's or segmentor's checkpoint (such as the authors'
+    mmdet 2.19 / mmseg 0.19 releases: mmcv 1.x's ``meta``, ``state_dict``,
+    ``optimizer`` and apex's ``amp``) as an mmengine checkpoint of ours:
+    ``state_dict`` with the backbone renamed to mmpoolformer's layout and
+    the other parts as they are (mmdet 2.19 / mmseg 0.19 name the FPN,
+    RetinaNet, Mask R-CNN and Semantic FPN tensors as mmdet 3.3 / mmseg 1.2
+    do), and ``meta`` with ``CLASSES``/``PALETTE`` moved into
+    ``dataset_meta``. The optimizer and amp states are dropped.
+
+    Returns:
+        (checkpoint, backbone format name, dropped backbone keys)
+    """
+    state, _ = _unwrap(ckpt, '')
+    backbone = {k[len('backbone.'):]: v for k, v in state.items()
+                if k.startswith('backbone.')}
+    to_ours = convert_metaformer if detect_metaformer_format(backbone) \
+        else convert
+    ours, dropped, fmt = to_ours(backbone, '')
+    out = {f'backbone.{k}': v for k, v in ours.items()}
+    out.update({k: v for k, v in state.items()
+                if not k.startswith('backbone.')})
+    meta = dict(ckpt.get('meta') or {})
+    dataset_meta = dict(meta.pop('dataset_meta', None) or {})
+    for old, new in _OLD_META.items():
+        if old in meta:
+            dataset_meta.setdefault(new, meta.pop(old))
+    if dataset_meta:
+        meta['dataset_meta'] = dataset_meta
+    return dict(meta=meta, state_dict=out), fmt, dropped

@@ -13,7 +13,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..weights import load_pretrained
+from ..weights import fit_backbone, load_pretrained
 
 
 def check_number(owner: str, name: str, value, low=None, high=None,
@@ -196,6 +196,28 @@ class DenseBackbone(BaseModule):
                             prefix=self._pretrained.get('prefix'),
                             map_location=self._pretrained.get(
                                 'map_location', 'cpu'))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        """Every ``load_state_dict`` of a model holding this backbone
+        (torch's or mmengine's, so ``load_from``, ``resume``,
+        ``init_detector``, ``init_model`` and the inferencers) passes here
+        with the whole state dict under ``prefix`` (e.g. ``backbone.``)
+        before the children load. Its keys are renamed in place from any
+        layout ``convert`` reads (the authors' mmdet/mmseg releases:
+        ``patch_embed``, ``network.*``, ``norm{0,2,4,6}``) to ours, and
+        every tensor of this backbone must be there at its shape:
+        :func:`~mmpoolformer.weights.fit_backbone` raises otherwise, as
+        mmengine's non-strict load would only log it and leave the
+        backbone random."""
+        keys = [k for k in state_dict if k.startswith(prefix)]
+        state = {k[len(prefix):]: state_dict.pop(k) for k in keys}
+        fitted = fit_backbone(self, state, self._convert, prefix)
+        state_dict.update({prefix + k: v for k, v in fitted.items()})
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     def _freeze_stages(self):
         frozen = []

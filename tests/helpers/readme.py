@@ -5,15 +5,19 @@ import re
 from mmpoolformer.testing import REPO
 
 README = osp.join(REPO, 'README.md')
+#: Other documents whose code blocks the tests check as the README's.
+DOCS = [osp.join(REPO, 'configs', part, 'README.md')
+        for part in ('detection', 'segmentation')]
 FENCE = re.compile(r'^```(\S*)\n(.*?)^```\s*$', re.M | re.S)
 #: A Python block whose first line is ``# NAME.py...`` is a config file of
 #: that name; other Python blocks are scripts.
 CONFIG_NAME = re.compile(r'# (\w+\.py)\b')
 
 
-def code_blocks():
-    """(language, code, line number) of every fenced block in README.md."""
-    with open(README) as f:
+def code_blocks(path=README):
+    """(language, code, line number) of every fenced block in ``path``
+    (README.md)."""
+    with open(path) as f:
         text = f.read()
     return [(m.group(1), m.group(2), text.count('\n', 0, m.start()) + 1)
             for m in FENCE.finditer(text)]

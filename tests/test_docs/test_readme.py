@@ -17,7 +17,7 @@ from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
 
-from helpers.readme import code_blocks, config_blocks, write_configs
+from helpers.readme import DOCS, code_blocks, config_blocks, write_configs
 from mmpoolformer.engine.check import pyramid_problems
 from mmpoolformer.testing import REPO, TOOLS
 from mmpoolformer.testing import mmpretrain_poolformer, official_state
@@ -298,6 +298,21 @@ BASH = by_language('bash')
 def test_shell_example_is_well_formed(code, line, monkeypatch):
     found = list(commands(code))
     assert found, f'README.md:{line}: no command'
+    for tokens in found:
+        check_command(tokens, monkeypatch)
+
+
+DOC_BLOCKS = [(osp.relpath(path, REPO), lang, code, line)
+              for path in DOCS for lang, code, line in code_blocks(path)]
+
+
+@pytest.mark.parametrize('doc, lang, code, line', DOC_BLOCKS,
+                         ids=[f'{d}:{n}' for d, _, _, n in DOC_BLOCKS])
+def test_other_docs_shell_blocks(doc, lang, code, line, monkeypatch):
+    """The configs' READMEs hold shell blocks only, checked as above."""
+    assert lang == 'bash', f'{doc}:{line}: a {lang!r} block is not tested'
+    found = list(commands(code))
+    assert found, f'{doc}:{line}: no command'
     for tokens in found:
         check_command(tokens, monkeypatch)
 
