@@ -219,8 +219,8 @@ def auto_line(impls, t, shape, device, amp):
         ran = ''.join('F' if s.ran_fast else 'O' for s in model.stages)
         best = min(t[(k, backward)] for k in FORCED)
         parts.append(f'{"training" if backward else "inference"} {ran} '
-                     f'({t[("mmpoolformer", backward)] / best:.2f}x the '
-                     f'faster path)')
+                     f'(time {t[("mmpoolformer", backward)] / best:.2f}x '
+                     f"the faster forced path's)")
     return f"`fused='auto'` ran, stages 0-3: {', '.join(parts)}\n"
 
 

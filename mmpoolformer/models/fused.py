@@ -254,8 +254,8 @@ def decide(key: tuple, run: Callable[[bool], None],
     fastest run counts; the fast path wins unless op by op is faster by more
     than :data:`MARGIN`. The choice is cached for the process
     (:data:`CHOICES`) and logged. So the first call of each key costs
-    :data:`ROUNDS` x 2 extra runs of one block, per stage: about 1.5-2x one
-    step of S12 at detection's size, once (docs/benchmarks.md).
+    :data:`ROUNDS` x 2 extra runs of one block per stage, 24 block runs for
+    a 12-block S12: two to four steps' time, once (docs/benchmarks.md).
     :data:`ENV` pins the choice instead.
 
     Under DDP each rank measures for itself and may choose differently:
