@@ -289,8 +289,9 @@ def _measure(key, run, device) -> bool:
                 times[path].append(_clock() - t0)
     fused, plain = min(times[True]), min(times[False])
     choice = fused <= plain * (1 + MARGIN)
-    print_log(f"fused='auto' at {', '.join(map(str, key))}: fast path {1e3 * fused:.1f} ms, op by "
-              f"op {1e3 * plain:.1f} ms per block -> "
+    print_log(f"fused='auto' at {', '.join(map(str, key))}: fast path "
+              f"{1e3 * fused:.1f} ms, op by op {1e3 * plain:.1f} ms per "
+              f"block -> "
               f"{'fast path' if choice else 'op by op'} (measured in "
               f"{_clock() - start:.2f} s)", logger='current')
     return choice

@@ -110,9 +110,10 @@ class PoolFormerStage(Stage):
         computes, train mode (drop path) and checkpointing."""
         block = self.blocks[0]
         fc1 = block.mlp.fc1
-        wrt = self._grads(x)
-        grad = 'none' if not wrt else 'input' if wrt == [x] else \
-            'params+input' if x.requires_grad else 'params'
+        on = torch.is_grad_enabled()
+        params = on and any(p.requires_grad for p in block.parameters())
+        grad = ('params+' if params else '') + 'input' \
+            if on and x.requires_grad else 'params' if params else 'none'
         return (f'block {fc1.in_channels}-{fc1.out_channels} pool '
                 f'{block.token_mixer.pool_size}',
                 'batch ~2^%d, ~2^%d px' % fast.bucket(x),
@@ -186,10 +187,11 @@ class PoolFormer(DenseBackbone):
             input of each size class, device, dtype and grad mode, and
             keeps the choice (:func:`.fused.decide`; the environment
             variable ``MMPOOLFORMER_AUTO=fast|plain`` pins it). True
-            runs it wherever it can run, False never. It never runs under tracing, export, FLOP
-            counting, ``torch.compile`` or autocast. It needs GroupNorm(1)
-            norms with affine and a GELU MLP: with other ``norm_cfg`` or
-            ``act_cfg``, 'auto' means False and True is an error.
+            runs it wherever it can run, False never. It never runs under
+            tracing, export, FLOP counting, ``torch.compile`` or autocast.
+            It needs GroupNorm(1) norms with affine and a GELU MLP: with
+            other ``norm_cfg`` or ``act_cfg``, 'auto' means False and True
+            is an error.
             Defaults to 'auto'.
         torch_compile (bool | dict): Compile the backbone with
             ``torch.compile`` (a dict is passed as its options, e.g.
