@@ -177,3 +177,12 @@ def test_frozen_stages_key_their_grads(clock):
     fast.CHOICES.clear()
     step(PoolFormer(SMALL, frozen_stages=1).train(), x_grad=True)
     assert [k[5] for k in fast.CHOICES][0] == 'grad input'
+
+
+def test_one_trained_parameter(clock):
+    """A block with a single trainable parameter after a frozen stem."""
+    model = PoolFormer(SMALL, frozen_stages=0).train()
+    for p in list(model.stages[0].blocks[0].parameters())[1:]:
+        p.requires_grad_(False)
+    step(model, x_grad=False)
+    assert [k[5] for k in fast.CHOICES][0] == 'grad params'
