@@ -11,7 +11,8 @@ seg1/seg4: batch 1/4 at 3 x 512 x 512, segmentation's) it measures, in one
 process and interleaved, the median forward (inference, no autograd) and
 forward+backward (training) time of every implementation, all holding the
 same weights (outputs are checked to agree before anything is timed): ours
-by default (``fused='auto'``) and with each path forced, mmpretrain's,
+by default (``fused='auto'``; below each table, what it ran and its
+time over the faster forced path's) and with each path forced, mmpretrain's,
 timm's, and the "GEMM floor": the blocks' 1x1 convolutions alone as matrix
 products, which no fp32 implementation can beat.
 Peak memory of one forward+backward is measured in a fresh subprocess per
@@ -199,6 +200,30 @@ def time_all(impls, shape, device, runs, warmup, amp):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+FORCED = ('mmpoolformer fused=True', 'mmpoolformer fused=False')
+
+
+def auto_line(impls, t, shape, device, amp):
+    """What ``fused='auto'`` ran at this point, per stage (F: fast path,
+    O: op by op), in inference and in training, and the default's time over
+    the faster forced path's (1.00x: the default is the fastest); '' where
+    the point has no forced rows (the families)."""
+    model = impls.get('mmpoolformer')
+    if not all(k in impls for k in FORCED):
+        return ''
+    x = torch.randn(*shape, device=device)
+    parts = []
+    for backward in (False, True):
+        with torch.set_grad_enabled(backward):  # decided during the timing
+            step(model, x, False, amp)
+        ran = ''.join('F' if s.ran_fast else 'O' for s in model.stages)
+        best = min(t[(k, backward)] for k in FORCED)
+        parts.append(f'{"training" if backward else "inference"} {ran} '
+                     f'(time {t[("mmpoolformer", backward)] / best:.2f}x '
+                     f"the faster forced path's)")
+    return f"`fused='auto'` ran, stages 0-3: {', '.join(parts)}\n"
+
+
 def peak_memory_child(arch, impl, case, device, amp):
     """Run in a subprocess: peak memory (MB) of one forward+backward."""
     device = torch.device(device)
@@ -297,6 +322,9 @@ def main(argv=None):
                           f'{best[False] / t[(name, False)]:.2f}x | '
                           f'{best[True] / t[(name, True)]:.2f}x | {mem} |')
                 print()
+                line = auto_line(impls, t, shape, device, amp)
+                if line:
+                    print(line)
 
 
 if __name__ == '__main__':

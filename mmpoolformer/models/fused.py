@@ -24,10 +24,17 @@ map-sized allocation costs page faults on top of the pass itself.
 which gives the same statistics.
 
 Each PoolFormer stage decides, once per forward, whether its blocks run this
-path (:func:`applies`).
+path (:func:`applies`); for ``fused='auto'``, by measuring both paths where
+it runs (:func:`decide` says how, and what it costs).
 """
+import math
+import os
+import time
+from typing import Callable, Dict, Tuple
+
 import torch
 import torch.nn.functional as F
+from mmengine.logging import print_log
 
 from ..torchapi import autocast_enabled, is_compiling
 
@@ -194,39 +201,123 @@ def _tracing() -> bool:
             or is_compiling() or _fx_tracing())
 
 
-# Input pixels per batch (N*H*W) from which the fast path won in training.
-MIN_PIXELS = 1_500_000
+#: How many times each path is timed: interleaved, the first round's
+#: one-time costs (kernel set-up, the allocator's first touches) absorbed by
+#: taking each path's fastest run.
+ROUNDS = 3
+#: Close calls go to the fast path, which holds about half the memory in
+#: training: it is chosen unless op by op is faster by more than this.
+MARGIN = 0.03
+#: Pins what 'auto' runs, for reproducibility: 'fast' or 'plain' (op by op)
+#: everywhere without measuring; 'measure' (or unset) measures.
+ENV = 'MMPOOLFORMER_AUTO'
+PINS = dict(measure=None, fast=True, plain=False)
+#: The decisions of this process: :func:`decide`'s key -> fast path or not.
+CHOICES: Dict[tuple, bool] = {}
+_clock = time.perf_counter  # tests replace it
 
 
-def _wins(x: torch.Tensor, stride: int = 1) -> bool:
-    """Where the fast path was measured faster than the op-by-op block
-    (docs/benchmarks.md; 2 CPU cores, S12): on CPU, in training (forward and
-    backward), from batch 2 and :data:`MIN_PIXELS` on, for ``x`` a map at
-    ``stride`` of the input. It saves allocations, whose cost (page faults)
-    grows with the maps: at 2x800x1216 (1.9M pixels) it was 1.57x faster;
-    at 1x800x1216 and 4x512x512 (about 1M pixels) 0.80x; in inference
-    within 6% either way. Other devices run the op-by-op block until a
-    measurement there shows otherwise."""
+def bucket(x: torch.Tensor) -> Tuple[int, int]:
+    """The size class of a map ``x`` [N, C, H, W]: its batch and its pixels
+    per sample, each rounded to the nearest power of two (log2 rounded).
+
+    Both paths' costs grow smoothly with the map, so a choice measured at one
+    size holds for sizes within a factor of about 1.4 of it. mmdet keeps the
+    aspect ratio (1333x800 pads to 1344x800, 1216x800, ..., 800x800 at
+    most 1.7x fewer pixels, also transposed), so a detection run meets two
+    pixel classes per batch size and grad mode, and measures those once;
+    the smaller last batch of an epoch adds one batch class."""
     n, _, h, w = x.shape
-    return x.device.type == 'cpu' and torch.is_grad_enabled() and \
-        n >= 2 and n * h * w * stride**2 >= MIN_PIXELS
+    return round(math.log2(n)), round(math.log2(max(h * w, 1)))
+
+
+def measurable(x: torch.Tensor) -> bool:
+    """Whether 'auto' can time both paths on ``x``'s device: the CPU and
+    CUDA (synchronised, RNG state saved); elsewhere it runs op by op."""
+    return x.device.type in ('cpu', 'cuda')
+
+
+def _sync(device: torch.device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def decide(key: tuple, run: Callable[[bool], None],
+           device: torch.device) -> bool:
+    """Whether 'auto' runs the fast path for ``key`` (the stage, its input's
+    :func:`bucket`, device, dtype, threads, grad mode: see
+    ``PoolFormerStage.auto_key``): the path measured faster there.
+
+    How it decides: on the first call with a key, ``run(fast)`` runs the
+    stage's first block on the real input by each path (its forward, and in
+    training its backward through ``torch.autograd.grad``, so no ``.grad``
+    changes), :data:`ROUNDS` times each, interleaved, under a forked RNG
+    (drop path's draws leave the stream where they found it). Each path's
+    fastest run counts; the fast path wins unless op by op is faster by more
+    than :data:`MARGIN`. The choice is cached for the process
+    (:data:`CHOICES`) and logged. So the first call of each key costs
+    :data:`ROUNDS` x 2 extra runs of one block per stage, 24 block runs for
+    a 12-block S12: two to four steps' time, once (docs/benchmarks.md).
+    :data:`ENV` pins the choice instead.
+
+    Under DDP each rank measures for itself and may choose differently:
+    both paths compute the same function of the same parameters (to fp32
+    rounding) and DDP averages the gradients, so the replicas stay equal;
+    a collective here would deadlock, since ranks meet new sizes at
+    different steps.
+    """
+    pin = os.environ.get(ENV, 'measure')
+    if pin not in PINS:
+        raise ValueError(f'{ENV} must be one of {tuple(PINS)}, got {pin!r}')
+    if PINS[pin] is not None:
+        return PINS[pin]
+    if key not in CHOICES:
+        CHOICES[key] = _measure(key, run, device)
+    return CHOICES[key]
+
+
+def _measure(key, run, device) -> bool:
+    times = {True: [], False: []}
+    start = _clock()
+    devices = [device.index if device.index is not None else
+               torch.cuda.current_device()] if device.type == 'cuda' else []
+    with torch.random.fork_rng(devices=devices):
+        for r in range(ROUNDS):
+            for path in (True, False) if r % 2 == 0 else (False, True):
+                _sync(device)
+                t0 = _clock()
+                run(path)
+                _sync(device)
+                times[path].append(_clock() - t0)
+    fused, plain = min(times[True]), min(times[False])
+    choice = fused <= plain * (1 + MARGIN)
+    print_log(f"fused='auto' at {', '.join(map(str, key))}: fast path "
+              f"{1e3 * fused:.1f} ms, op by op {1e3 * plain:.1f} ms per "
+              f"block -> "
+              f"{'fast path' if choice else 'op by op'} (measured in "
+              f"{_clock() - start:.2f} s)", logger='current')
+    return choice
 
 
 def applies(mode, x: torch.Tensor, training: bool, dropout: float,
-            stride: int = 1) -> bool:
-    """Whether blocks run the fast path on ``x`` (a map at ``stride`` of
-    the input), for ``mode`` True (wherever it can run), 'auto' (where it
-    can run and is faster: :func:`_wins`) or False (never).
+            key: Callable[[], tuple] = None,
+            run: Callable[[bool], None] = None) -> bool:
+    """Whether blocks run the fast path on ``x``, for ``mode`` True
+    (wherever it can run), 'auto' (where it can run and was measured
+    faster: :func:`decide` with ``key()`` and ``run``) or False (never).
 
     It cannot run while traced (:func:`_tracing`); under autocast, where
     the op-by-op block gets autocast's per-op dtypes and the fast one would
     compute in its input's dtype; with MLP dropout in training, which it
-    leaves out; or on an empty batch.
+    leaves out; or on an empty batch. 'auto' runs op by op on devices where
+    it cannot measure (:func:`measurable`).
     """
     if not mode or _tracing() or autocast_enabled(x.device.type) \
             or (training and dropout > 0) or x.shape[0] == 0:
         return False
-    return mode is True or _wins(x, stride)
+    if mode is True:
+        return True
+    return measurable(x) and decide(key(), run, x.device)
 
 
 def keep_factor(prob: float, x: torch.Tensor):

@@ -1,9 +1,11 @@
 """PoolFormer backbone for dense prediction (Yu et al., CVPR 2022)."""
+from functools import partial
 from numbers import Integral
 from typing import Dict, Sequence, Union
 
 import torch
 import torch.nn as nn
+import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from ..registry import register_everywhere
@@ -68,25 +70,80 @@ class PoolFormerBlock(nn.Module):
 class PoolFormerStage(Stage):
     """:class:`~.layers.Stage` of PoolFormer blocks that chooses, once per
     forward, whether its blocks run the fast path (:func:`.fused.applies`
-    for ``fused``, the backbone's mode)."""
+    for ``fused``, the backbone's mode). ``ran_fast`` says what its last
+    eager forward ran (None before the first)."""
 
     def __init__(self, downsample: nn.Module,
                  blocks: Sequence[PoolFormerBlock], with_cp: bool,
-                 fused: Union[bool, str], dropout: float, stride: int):
+                 fused: Union[bool, str], dropout: float):
         super().__init__(downsample, blocks, with_cp=with_cp)
         self.fused = fused
         self.dropout = dropout
-        self.stride = stride
+        self.ran_fast = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.enter(x)
-        if fast.applies(self.fused, x, self.training, self.dropout,
-                        self.stride):
+        use = fast.applies(self.fused, x, self.training, self.dropout,
+                           partial(self.auto_key, x),
+                           partial(self.time_block, x))
+        if not fast._tracing():  # a tracer would record the assignment
+            self.ran_fast = use
+        if use:
             # the fused blocks read a channels-last map as an [N*HW, C]
             # matrix without copies, and emit channels-last maps
             x = x.contiguous(memory_format=torch.channels_last)
             return self.run_blocks(x, PoolFormerBlock.fused_forward)
         return self.run_blocks(x)
+
+    def _grads(self, x: torch.Tensor) -> list:
+        """What a backward from this stage's blocks computes: their
+        parameters and ``x`` where they need gradients (none without grad
+        mode)."""
+        if not torch.is_grad_enabled():
+            return []
+        params = [p for p in self.blocks[0].parameters() if p.requires_grad]
+        return params + ([x] if x.requires_grad else [])
+
+    def auto_key(self, x: torch.Tensor) -> tuple:
+        """What 'auto''s choice for input ``x`` depends on (the key of
+        :func:`.fused.decide`): the block's shape, ``x``'s size class,
+        device, dtype and the CPU threads, which gradients the backward
+        computes, train mode (drop path) and checkpointing."""
+        block = self.blocks[0]
+        fc1 = block.mlp.fc1
+        on = torch.is_grad_enabled()
+        params = on and any(p.requires_grad for p in block.parameters())
+        grad = ('params+' if params else '') + 'input' \
+            if on and x.requires_grad else 'params' if params else 'none'
+        return (f'block {fc1.in_channels}-{fc1.out_channels} pool '
+                f'{block.token_mixer.pool_size}',
+                'batch ~2^%d, ~2^%d px' % fast.bucket(x),
+                str(x.device), str(x.dtype).replace('torch.', ''),
+                f'{torch.get_num_threads()} threads', f'grad {grad}',
+                'train' if self.training else 'eval',
+                'with_cp' if self.with_cp and self.training else 'no cp')
+
+    def time_block(self, x: torch.Tensor, fused: bool) -> None:
+        """One run of the first block on ``x`` by the fast path (``fused``)
+        or op by op, as :meth:`forward` would run it, and its backward where
+        training needs one, through ``torch.autograd.grad``: no ``.grad``
+        is written, and nothing is kept."""
+        block = self.blocks[0]
+        x = x.detach().requires_grad_(x.requires_grad)
+        fn = block
+        if fused:
+            fn = partial(PoolFormerBlock.fused_forward, block)
+            inp = x.contiguous(memory_format=torch.channels_last)
+        else:
+            inp = x
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            out = cp.checkpoint(fn, inp, use_reentrant=False)
+        else:
+            out = fn(inp)
+        wrt = self._grads(x)
+        if wrt:
+            torch.autograd.grad(out, wrt, torch.ones_like(out),
+                                allow_unused=True)
 
 
 @register_everywhere
@@ -126,13 +183,16 @@ class PoolFormer(DenseBackbone):
         fused (bool | str): Whether blocks run the fast path
             (:mod:`mmpoolformer.models.fused`) on channels-last maps: the
             same function (fp32 differences ~1e-6), fewer passes over
-            memory, a hand-written backward. 'auto' runs it where it is
-            faster (CPU training at batch >= 2 with >= 1.5M input pixels,
-            i.e. detection's batches), True wherever it can run,
-            False never. It never runs under tracing, export, FLOP
-            counting, ``torch.compile`` or autocast. It needs GroupNorm(1)
-            norms with affine and a GELU MLP: with other ``norm_cfg`` or
-            ``act_cfg``, 'auto' means False and True is an error.
+            memory, a hand-written backward. 'auto' runs it where it was
+            measured faster: each stage times both paths on its first
+            input of each size class, device, dtype and grad mode, and
+            keeps the choice (:func:`.fused.decide`; the environment
+            variable ``MMPOOLFORMER_AUTO=fast|plain`` pins it). True
+            runs it wherever it can run, False never. It never runs under
+            tracing, export, FLOP counting, ``torch.compile`` or autocast.
+            It needs GroupNorm(1) norms with affine and a GELU MLP: with
+            other ``norm_cfg`` or ``act_cfg``, 'auto' means False and True
+            is an error.
             Defaults to 'auto'.
         torch_compile (bool | dict): Compile the backbone with
             ``torch.compile`` (a dict is passed as its options, e.g.
@@ -216,7 +276,7 @@ class PoolFormer(DenseBackbone):
             down = nn.Conv2d(self.dims[i - 1], dim, 3, 2, 1) if i else \
                 nn.Identity()
             return PoolFormerStage(down, blocks, with_cp, self._fused,
-                                   drop_rate, self.stem_stride * 2**i)
+                                   drop_rate)
 
         self._build(nn.Conv2d(in_channels, self.dims[0], 7, 4, 2), stage,
                     norm_cfg)
