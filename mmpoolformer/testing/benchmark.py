@@ -737,3 +737,63 @@ def write(res: dict, out_dir: str) -> List[str]:
     with open(paths[1], 'w') as f:
         f.write(markdown(res))
     return paths
+
+
+# -- does this environment run the backbones? -------------------------------
+
+OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain')
+
+
+def every_backbone(device: str = 'cpu', only: Sequence[str] = ()):
+    """Build every arch of every family (``only``: 'Class:arch' names) and
+    run one forward and backward on ``device`` (64x64; RandFormer at the
+    224 it is built for): rows of name, parameters and output sizes."""
+    import mmpoolformer
+    from .precision import HYBRID_SIZES
+    classes = ('PoolFormer', 'PoolFormerV2', 'ConvFormer', 'CAFormer',
+               'IdentityFormer', 'RandFormer', 'MetaFormer')
+    rows = []
+    for name in classes:
+        cls = getattr(mmpoolformer, name)
+        archs = HYBRID_SIZES if name == 'MetaFormer' else cls.arch_settings
+        for arch in archs:
+            if only and f'{name}:{arch}' not in only:
+                continue
+            model = cls(archs[arch] if name == 'MetaFormer' else arch)
+            model.to(device).train()
+            side = 224 if name == 'RandFormer' else 64
+            outs = model(torch.randn(1, 3, side, side, device=device))
+            sum(o.mean() for o in outs).backward()
+            rows.append((f'{name}:{arch}',
+                         sum(p.numel() for p in model.parameters()),
+                         [tuple(o.shape[1:]) for o in outs]))
+    if only and len(rows) != len(only):
+        raise ValueError(f'unknown backbones in {list(only)}')
+    return rows
+
+
+def main(argv=None):
+    """``python -m mmpoolformer.testing.benchmark``: every backbone built
+    and run here, and which OpenMMLab packages that imported; exits 1 if
+    mmdet, mmseg or mmpretrain were needed."""
+    import argparse
+    import sys
+    parser = argparse.ArgumentParser(description=main.__doc__.split('\n')[0])
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--only', nargs='+', default=(),
+                        help="'Class:arch' names (default: all)")
+    args = parser.parse_args(argv)
+    rows = every_backbone(args.device, args.only)
+    for name, params, shapes in rows:
+        print(f'{name:24s} {params / 1e6:7.2f}M  {shapes}')
+    loaded = [m for m in OPENMMLAB if m in sys.modules]
+    print(f'{len(rows)} backbones built and run on {args.device}, torch '
+          f'{torch.__version__}; OpenMMLab packages imported: '
+          f'{", ".join(loaded)}')
+    extra = [m for m in loaded if m not in ('mmengine', 'mmcv')]
+    if extra:
+        raise SystemExit(f'the backbones needed {extra}')
+
+
+if __name__ == '__main__':
+    main()
