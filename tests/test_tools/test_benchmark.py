@@ -21,6 +21,7 @@ def load_tool():
     return module
 
 
+@pytest.mark.slow  # minutes on a loaded 2-core machine; not timed idle yet
 def test_quick_matrix_runs_every_part(tmp_path):
     proc = run(tool('benchmark.py', '--matrix', 'gpu', '--device', 'cpu',
                     '--quick', '--out', tmp_path), timeout=600)
