@@ -1,8 +1,38 @@
 """Fixtures shared by the test modules (helpers are in
-:mod:`mmpoolformer.testing`)."""
+:mod:`mmpoolformer.testing`), and the ``cuda`` marker's skip."""
 import pytest
+import torch
 
 from mmpoolformer.testing import make_dataset
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a GPU: skipped without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU (marker cuda)')
+    for item in items:
+        if item.get_closest_marker('cuda'):
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32_on_cuda(request):
+    """Tests on a GPU compare fp32 with fp32 (or float64): TF32, on by
+    default for cuDNN's convolutions, rounds to 10 mantissa bits."""
+    if not request.node.get_closest_marker('cuda') or \
+            not torch.cuda.is_available():
+        yield
+        return
+    flags = (torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = flags
 
 
 @pytest.fixture(scope='session')

@@ -2,6 +2,17 @@
 
     python tools/benchmark.py [--arch s12 ...] [--cases det2 seg4] [--runs 5]
     python tools/benchmark.py --arch convformer_s18 caformer_s18
+    python tools/benchmark.py --matrix gpu --out DIR [--device cuda]
+    python tools/benchmark.py --matrix gpu --device cpu --quick --out DIR
+
+``--matrix gpu`` runs the GPU measurement of
+:mod:`mmpoolformer.testing.benchmark` (PoolFormer-S12, PoolFormerV2-S12,
+ConvFormer-S18, CAFormer-S18 against timm: checks, eager and compiled speed
+in fp32/bf16/fp16, compile time, peak memory, dynamic shapes) within
+``--budget-s`` seconds, writes ``benchmark.md`` and ``benchmark.json`` to
+``--out`` and prints a summary; it exits 1 if a check failed. ``--quick``
+runs it on tiny inputs (CI does, on the CPU). The rest of this text is about
+the default, CPU-oriented comparison.
 
 An arch with a family name (timm's model names of the MetaFormer baselines)
 compares ours with timm's eager implementation only.
@@ -40,6 +51,7 @@ import torch
 import torch.nn as nn
 
 from mmpoolformer import CAFormer, ConvFormer, PoolFormer, PoolFormerV2
+from mmpoolformer.testing import benchmark as bench
 from mmpoolformer.testing import (TimmFeatures, mmpretrain_poolformer,
                                   official_state, timm_metaformer,
                                   timm_poolformer)
@@ -263,13 +275,40 @@ def peak_memory(arch, impl, case, device, amp):
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def matrix(args, parser):
+    """``--matrix gpu``: run, write, summarise; exit 1 if a check failed."""
+    if not (args.matrix and args.out):
+        parser.error('--matrix gpu and --out DIR go together (--quick '
+                     'needs both)')
+    if torch.device(args.device).type != 'cuda' and not args.quick:
+        parser.error(f'--matrix gpu on {args.device}: the full matrix is a '
+                     f'GPU measurement; on a CPU add --quick (a test run) '
+                     f'or leave out --matrix (the CPU comparison)')
+    s = bench.settings(args.device, args.quick, runs=args.runs,
+                       warmup=args.warmup, budget_s=args.budget_s,
+                       families=args.families and tuple(args.families))
+    try:
+        res = bench.run_matrix(s)
+    except RuntimeError as e:
+        raise SystemExit(f'benchmark.py: {e}')
+    paths = bench.write(res, args.out)
+    print()
+    print(bench.summary(res))
+    print('wrote ' + ', '.join(paths))
+    if not res['ok']:
+        raise SystemExit(1)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--arch', nargs='+', default=['s12'])
     parser.add_argument('--cases', nargs='+', default=list(CASES),
                         choices=list(CASES))
-    parser.add_argument('--runs', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--runs', type=int, default=None,
+                        help='timed runs (default 5; the matrix: 15, quick 2)')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='untimed runs first (default 1; the matrix: 5, '
+                        'quick 1)')
     parser.add_argument('--device',
                         default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--amp', action='store_true',
@@ -278,11 +317,28 @@ def main(argv=None):
                         help='also time ours and timm under torch.compile '
                         '(the first, untimed run compiles: minutes on CPU)')
     parser.add_argument('--no-memory', action='store_true')
+    parser.add_argument('--matrix', choices=['gpu'],
+                        help='run the GPU matrix instead (see above)')
+    parser.add_argument('--out', help='the matrix\'s output folder')
+    parser.add_argument('--quick', action='store_true',
+                        help='the matrix on tiny inputs (its figures mean '
+                        'nothing; CI runs it)')
+    parser.add_argument('--budget-s', type=float,
+                        help='the matrix\'s time budget (default 390 s): '
+                        'compiled measurements that would overrun it are '
+                        'left out, and listed')
+    parser.add_argument('--families', nargs='+', choices=bench.FAMILIES,
+                        help='the matrix\'s networks (default: all four; '
+                        'quick: poolformer_s12 caformer_s18)')
     parser.add_argument('--child', help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         print(peak_memory_child(*json.loads(args.child)))
         return
+    if args.matrix or args.quick or args.out:
+        return matrix(args, parser)
+    args.runs = 5 if args.runs is None else args.runs
+    args.warmup = 1 if args.warmup is None else args.warmup
     device = torch.device(args.device)
     print(f'device: {args.device} ({platform.processor() or "cpu"}, '
           f'{torch.get_num_threads()} threads), torch {torch.__version__}\n')

@@ -30,15 +30,54 @@ FAMILIES = dict(
     identityformer=('IdentityFormer', ('s12', 'm36')),
     metaformer=('MetaFormer', ('s12', 'm36')),
 )
+# (family, size): {dtype: (outputs, gradients)}, about 1.2x the errors
+# measured on CPU, which tests/test_engine/test_amp_family.py holds on every
+# device and tools/benchmark.py's GPU matrix reports against. The comments
+# say what they were before the stages' fp32 lift (fp32_stream) reached the
+# MetaFormer baselines. Each bound is below that.
+BOUNDS = {
+    # measured 5.5e-3 / 7.9e-3 and 6.7e-4 / 1.0e-3
+    ('poolformer', 's12'): dict(bf16=(6.6e-3, 9.5e-3), fp16=(8e-4, 1.2e-3)),
+    # 7.9e-3 / 1.4e-2 and 1.13e-3 / 1.9e-3; before: 1.11e-2 / 2.3e-2 and
+    # 1.46e-3 / 2.9e-3 (pool(x) - x in bf16/fp16)
+    ('poolformerv2', 's12'): dict(bf16=(9.4e-3, 1.7e-2),
+                                  fp16=(1.4e-3, 2.3e-3)),
+    # 2.6e-3 / 5.6e-3 and 3.4e-4 / 7.4e-4; before: 4.1e-3 / 7.4e-3 and
+    # 5.1e-4 / 1.06e-3
+    ('convformer', 's18'): dict(bf16=(3.2e-3, 6.7e-3), fp16=(4.1e-4, 8.9e-4)),
+    # 3.6e-3 / 7.0e-3 and 3.9e-4 / 8.2e-4; before: 4.1e-3 / 6.7e-3 and
+    # 5.2e-4 / 9.0e-4
+    ('caformer', 's18'): dict(bf16=(4.3e-3, 8.4e-3), fp16=(4.7e-4, 9.8e-4)),
+    # 3.6e-3 / 5.8e-3 and 4.3e-4 / 8.0e-4; before: 5.2e-3 / 8.6e-3 and
+    # 6.4e-4 / 1.07e-3
+    ('identityformer', 's12'): dict(bf16=(4.3e-3, 7e-3),
+                                    fp16=(5.2e-4, 9.7e-4)),
+    # 4.2e-3 / 7.0e-3 and 5.6e-4 / 9.2e-4; before: 5.0e-3 / 8.1e-3 and
+    # 6.4e-4 / 1.37e-3
+    ('metaformer', 's12'): dict(bf16=(4.9e-3, 8.4e-3), fp16=(6.6e-4, 1.1e-3)),
+}
+# family: (outputs, gradients) of fp16 at large activations, about 1.2x the
+# measured errors. Before StarReLU ran in fp32 and the layer after it
+# through fp16_safe, every MetaFormer baseline gave inf and NaN here.
+LARGE_BOUNDS = dict(
+    poolformer=(7.5e-4, 5e-3),  # 6.2e-4 / 4.2e-3
+    poolformerv2=(2.7e-3, 5e-3),  # 2.2e-3 / 4.2e-3
+    convformer=(2.7e-2, 5.5e-2),  # 2.3e-2 / 4.6e-2
+    caformer=(6.2e-3, 2.4e-2),  # 5.2e-3 / 2.0e-2
+    identityformer=(3.6e-3, 6e-3),  # 3.0e-3 / 5.0e-3
+    metaformer=(2.7e-3, 5.1e-3),  # 2.2e-3 / 4.2e-3
+)
 # Layers whose output is an activation's input: the MLPs' first layers and
 # the separable convolutions' first pointwise convolutions.
 PRE_ACTIVATION = ('fc1', 'pwconv1')
 
 
-def build(family: str, size: str, seed: int = 0) -> nn.Module:
+def build(family: str, size: str, seed: int = 0,
+          device: str = 'cpu') -> nn.Module:
     """Backbone ``family`` at ``size`` (a key of :data:`FAMILIES`), its
     scales, norm affines and StarReLU scalars randomised to order 1 (see
-    :func:`randomise`), in training mode."""
+    :func:`randomise`), in training mode on ``device`` (built on the CPU,
+    so every device gets the same weights)."""
     import mmpoolformer
     name, sizes = FAMILIES[family]
     if size not in sizes:
@@ -50,7 +89,7 @@ def build(family: str, size: str, seed: int = 0) -> nn.Module:
     kwargs = dict(fused=False) if family == 'poolformer' else {}
     torch.manual_seed(seed)
     return randomise(getattr(mmpoolformer, name)(arch, **kwargs),
-                     seed).train()
+                     seed).to(device).train()
 
 
 def amplify(model: nn.Module, x: torch.Tensor, peak: float = 350.) -> float:
@@ -145,14 +184,16 @@ def errors(model: nn.Module, x: torch.Tensor,
 
 
 def measure(family: str, size: str, shape=(2, 3, 64, 96), seeds=(0, 1),
-            dtypes=('bf16', 'fp16'), large: bool = False) -> Dict[str, dict]:
+            dtypes=('bf16', 'fp16'), large: bool = False,
+            device: str = 'cpu') -> Dict[str, dict]:
     """:func:`errors` of :func:`build` (``family``, ``size``) on a random
     input of ``shape``, the worst over ``seeds``; with ``large``, after
-    :func:`amplify`."""
+    :func:`amplify`. On ``device``, from the CPU's weights and inputs."""
     worst = {}
     for seed in seeds:
-        model = build(family, size, seed)
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+        model = build(family, size, seed, device)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(
+            seed)).to(device)
         if large:
             amplify(model, x)
         for name, res in errors(model, x, dtypes).items():
@@ -165,6 +206,23 @@ def measure(family: str, size: str, shape=(2, 3, 64, 96), seeds=(0, 1),
             w['finite_out'] &= res['finite_out']
             w['finite_grad'] &= res['finite_grad']
     return worst
+
+
+def bound_problems(result: Dict[str, dict],
+                   bounds: Dict[str, tuple]) -> List[str]:
+    """What in ``result`` (of :func:`measure`) breaks ``bounds``
+    ({dtype: (outputs, gradients)}): non-finite values, or a largest error
+    above its bound. Empty if nothing does."""
+    found = []
+    for dtype, (out_tol, grad_tol) in bounds.items():
+        res = result[dtype]
+        if not (res['finite_out'] and res['finite_grad']):
+            found.append(f'{dtype}: not finite')
+        for part, tol in (('out', out_tol), ('grad', grad_tol)):
+            if max(res[part]) > tol:
+                found.append(f'{dtype}: {part} error {max(res[part]):.2e} '
+                             f'> {tol:.2e} (stages {res[part]})')
+    return found
 
 
 def table(rows: List[tuple]) -> str:

@@ -201,6 +201,8 @@ SHELL = {
     'tools/slurm_test.sh': ('test.py', lambda a: a[2:4] + [
         '--launcher=slurm'] + a[4:]),
 }
+# Shell scripts that run no Python tool: how many arguments they take.
+STANDALONE = {'tools/gpu_bundle.sh': 1}
 # Scripts of other projects the README names (not installed by pip): only
 # the configs they are given are checked.
 EXTERNAL = ('mmsegmentation/demo/image_demo.py', )
@@ -279,6 +281,11 @@ def check_command(tokens, monkeypatch):
         check_namespace(parse_tool_args(script[6:], tokens[2:],
                                         monkeypatch))
         return
+    if tokens[0] in STANDALONE:
+        path = osp.join(REPO, tokens[0])
+        assert os.access(path, os.X_OK), f'{tokens[0]} is not executable'
+        assert len(tokens) <= 1 + STANDALONE[tokens[0]], tokens
+        return
     assert tokens[0] in SHELL, f'unknown command {tokens}'
     path = osp.join(REPO, tokens[0])
     assert os.access(path, os.X_OK), f'{tokens[0]} is not executable'
@@ -332,6 +339,8 @@ def test_shell_check_catches_mistakes(monkeypatch):
         'mim run mmpoolformer get_flop my_detector.py',
         'mim train mmdet my_detector.py',
         'mim train mmpoolformer no_such_config.py',
+        'tools/gpu_bundle.sh .whl extra',
+        'python tools/benchmark.py --matrix cpu --out x',
     ]
     for command in bad:
         tokens = next(commands(command))

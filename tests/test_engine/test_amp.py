@@ -7,6 +7,7 @@ import os.path as osp
 import pytest
 import torch
 
+from helpers.devices import DEVICES
 from mmpoolformer import PoolFormer
 from mmpoolformer.engine.amp import choose_dtype
 from mmpoolformer.testing import randomise, run, shapes_config, tool
@@ -133,3 +134,36 @@ def test_amp_picks_bf16_only_where_the_gpu_computes_it(monkeypatch, native,
     monkeypatch.setattr(torch.cuda, 'is_bf16_supported', is_bf16_supported)
     monkeypatch.setattr(torch.cuda, 'get_device_name', lambda: 'GPU')
     assert choose_dtype()[0] == expected
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_amp_trains_a_step_in_the_dtype_it_picks(device, monkeypatch):
+    """``--amp`` on this device, through the optimizer wrapper train.py
+    builds: bf16 on CPUs and on GPUs from compute capability 8 (Ampere), else
+    fp16; the step computes in that dtype and moves the weights."""
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+
+    from mmpoolformer.engine.amp import enable_amp
+    if device == 'cpu':  # enable_amp picks the GPU wherever there is one
+        monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+        expected = torch.bfloat16
+    else:
+        major = torch.cuda.get_device_capability()[0]
+        expected = torch.bfloat16 if major >= 8 else torch.float16
+    cfg = Config(dict(optim_wrapper=dict(
+        type='OptimWrapper', optimizer=dict(type='SGD', lr=0.1))))
+    line = enable_amp(cfg)
+    assert ('bf16' if expected == torch.bfloat16 else 'fp16') in line
+    torch.manual_seed(0)
+    model = PoolFormer(dict(depths=(1, 1, 1, 1), dims=(8, 16, 24, 32)))
+    model.to(device).train()
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = model.stem.weight.detach().clone()
+    with wrapper.optim_context(model):
+        a = torch.ones(4, 4, device=device)
+        assert (a @ a).dtype == expected
+        outs = model(torch.randn(2, 3, 32, 32, device=device))
+    wrapper.update_params(sum(o.float().mean() for o in outs))
+    assert torch.isfinite(model.stem.weight).all()
+    assert not torch.equal(model.stem.weight, before)

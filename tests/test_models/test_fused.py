@@ -1,5 +1,6 @@
 """The fused path computes the paper's block: its fp32 outputs and gradients
-equal the op-by-op path's, to what fp32 can promise.
+equal the op-by-op path's, to what fp32 can promise, on the CPU and (marker
+``cuda``) on a GPU.
 
 Where drop path is off, the reference is the op-by-op path in float64, and
 each fused tensor may differ from it by a few times what the op-by-op path's
@@ -13,17 +14,18 @@ import copy
 import pytest
 import torch
 
+from helpers.devices import DEVICES
 from mmpoolformer import PoolFormer, torchapi
 from mmpoolformer.testing import assert_close as close
 from mmpoolformer.testing import randomise
 
 
-def pair(arch='s12', **kwargs):
+def pair(arch='s12', device='cpu', **kwargs):
     torch.manual_seed(0)
     plain = randomise(PoolFormer(arch, fused=False, **kwargs))
     fused = PoolFormer(arch, fused=True, **kwargs)
     fused.load_state_dict(plain.state_dict())
-    return plain, fused
+    return plain.to(device), fused.to(device)
 
 
 def run(model, x, seed=1):
@@ -32,8 +34,8 @@ def run(model, x, seed=1):
     x = x.clone().requires_grad_()
     outs = model(x)
     weights = torch.Generator().manual_seed(7)
-    loss = sum((o * torch.randn(o.shape, generator=weights)).sum()
-               for o in outs)
+    loss = sum((o * torch.randn(o.shape, generator=weights).to(o.device)
+                ).sum() for o in outs)
     loss.backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     return outs, x.grad, grads
@@ -94,21 +96,24 @@ def test_fast_path_is_channels_last_and_needs_group_norm():
     assert not PoolFormer('s12', norm_cfg=dict(type='BN')).fused
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('memory_format',
                          [torch.contiguous_format, torch.channels_last])
-def test_fused_equals_plain_eval_and_train(memory_format):
-    plain, fused = pair()
-    x = X.contiguous(memory_format=memory_format)
+def test_fused_equals_plain_eval_and_train(memory_format, device):
+    plain, fused = pair(device=device)
+    x = X.to(device).contiguous(memory_format=memory_format)
     compare(*exact(plain.eval(), x), fused=run(fused.eval(), x))
     compare(*exact(plain.train(), x), fused=run(fused.train(), x))
 
 
-def test_fused_equals_plain_with_drop_path():
-    plain, fused = pair(drop_path_rate=0.3)
+@pytest.mark.parametrize('device', DEVICES)
+def test_fused_equals_plain_with_drop_path(device):
+    plain, fused = pair(drop_path_rate=0.3, device=device)
     plain.train()
     fused.train()
+    x = X.to(device)
     for seed in (1, 2):
-        compare(run(plain, X, seed), fused=run(fused, X, seed))
+        compare(run(plain, x, seed), fused=run(fused, x, seed))
 
 
 def test_fused_equals_plain_with_cp():
@@ -116,18 +121,22 @@ def test_fused_equals_plain_with_cp():
     compare(run(plain.train(), X), fused=run(fused.train(), X))
 
 
-def test_odd_sizes_and_deep_arch():
-    plain, fused = pair('m36', out_indices=(0, 3))
-    x = torch.randn(1, 3, 70, 45, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize('device', DEVICES)
+def test_odd_sizes_and_deep_arch(device):
+    plain, fused = pair('m36', device, out_indices=(0, 3))
+    x = torch.randn(1, 3, 70, 45,
+                    generator=torch.Generator().manual_seed(0)).to(device)
     compare(*exact(plain.eval(), x), fused=run(fused.eval(), x))
 
 
+@pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('shape', [(1, 3, 32, 32), (3, 3, 36, 20)])
-def test_one_pixel_stages_and_batch_sizes(shape):
+def test_one_pixel_stages_and_batch_sizes(shape, device):
     # at 32x32 the last stage is 1x1, where channels-last strides are
     # ambiguous
-    plain, fused = pair()
-    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    plain, fused = pair(device=device)
+    x = torch.randn(*shape,
+                    generator=torch.Generator().manual_seed(1)).to(device)
     compare(*exact(plain.train(), x), fused=run(fused.train(), x))
 
 
@@ -138,12 +147,17 @@ def test_narrow_mlp():
     compare(*exact(plain.train(), X), fused=run(fused.train(), X))
 
 
-def test_autocast_runs_the_plain_block():
+@pytest.mark.parametrize('device, dtype', [
+    ('cpu', torch.bfloat16),
+    pytest.param('cuda', torch.bfloat16, marks=pytest.mark.cuda),
+    pytest.param('cuda', torch.float16, marks=pytest.mark.cuda)])
+def test_autocast_runs_the_plain_block(device, dtype):
     """AMP: the fused block would mix bf16 activations with fp32 buffers."""
-    plain, fused = pair()
-    ref, _ = exact(plain.train(), X)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
-        outs, _, grads = run(fused.train(), X)
+    plain, fused = pair(device=device)
+    x = X.to(device)
+    ref, _ = exact(plain.train(), x)
+    with torch.autocast(device, dtype=dtype):
+        outs, _, grads = run(fused.train(), x)
     for a, b in zip(outs, ref[0]):
         err = (a.float() - b).abs().max().item()
         assert err <= 0.05 * b.abs().max().item()
@@ -151,12 +165,14 @@ def test_autocast_runs_the_plain_block():
         assert torch.isfinite(g).all(), name
 
 
-def test_inference_without_grad():
-    plain, fused = pair(drop_path_rate=0.1)
+@pytest.mark.parametrize('device', DEVICES)
+def test_inference_without_grad(device):
+    plain, fused = pair(drop_path_rate=0.1, device=device)
     plain.eval()
     fused.eval()
+    x = X.to(device)
     with torch.no_grad():
-        for a, b in zip(fused(X), plain.double()(X.double())):
+        for a, b in zip(fused(x), plain.double()(x.double())):
             close(a, b.float(), 'output')
 
 

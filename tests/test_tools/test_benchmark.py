@@ -1,0 +1,154 @@
+"""tools/benchmark.py's GPU matrix (``--matrix gpu``): the whole pipeline at
+its quick size on the CPU, what it chooses to compile within its budget,
+and the sizes of its dynamic-shape study. The CPU comparison (no
+``--matrix``) is the tool's default and is left as it was."""
+import importlib.util
+import json
+import os.path as osp
+
+import pytest
+import torch
+
+from mmpoolformer.testing import TOOLS, run, tool
+from mmpoolformer.testing import benchmark as bench
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool', osp.join(TOOLS, 'benchmark.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow  # minutes on a loaded 2-core machine; not timed idle yet
+def test_quick_matrix_runs_every_part(tmp_path):
+    proc = run(tool('benchmark.py', '--matrix', 'gpu', '--device', 'cpu',
+                    '--quick', '--out', tmp_path), timeout=600)
+    res = json.loads((tmp_path / 'benchmark.json').read_text())
+    assert res['ok'] and res['settings']['quick']
+    families = res['settings']['families']
+    assert [r['family'] for r in res['agreement']] == [
+        'poolformer_s12', 'poolformer_s12', 'caformer_s18']
+    assert {(r['family'], r['dtype'], r['activations'])
+            for r in res['autocast']} == {
+        (f, d, a) for f in families for d, a in [
+            ('bf16', 'ordinary'), ('fp16', 'ordinary'), ('fp16', 'large')]}
+    eager = {(r['family'], r['impl'], r['precision'], r['case'], r['mode'])
+             for r in res['speed'] if not r['compiled']}
+    for f in families:
+        for mode in ('forward', 'fwd+bwd'):
+            for impl in ('mmpoolformer', 'timm'):
+                assert {(f, impl, p, c, mode) for p, c in [
+                    ('fp32', 'det2'), ('bf16', 'det2'), ('fp16', 'det2'),
+                    ('fp32', 'seg4'), ('bf16', 'seg4')]} <= eager
+            assert (f, 'timm', 'fp16', 'seg4', mode) not in eager
+    assert ('poolformer_s12', 'mmpoolformer fused=True', 'fp32', 'det2',
+            'fwd+bwd') in eager
+    assert not any('fused=True' in k[1] and k[2] != 'fp32' for k in eager)
+    # the first three compiled tasks, in compile_plan's order
+    assert [(r['family'], r['impl'], r['precision'], r['case'])
+            for r in res['compile']] == [
+        (f, i, 'bf16', 'det2') for f in families
+        for i in ('mmpoolformer', 'timm')]
+    assert all(r['graphs_fwd_bwd'] >= 1 and r['graphs_forward'] >= 1
+               for r in res['compile'])
+    compiled = [r for r in res['speed'] if r['compiled']]
+    assert len(compiled) == 2 * 2 * 2  # families, impls, modes
+    runs = res['dynamic']['runs']
+    assert list(runs) == ['eager', 'dynamic=None', 'dynamic=True']
+    assert runs['eager']['graphs'] == 0
+    assert runs['dynamic=True']['recompiles'] == 0
+    # static first, then recompiled with dynamic sizes
+    assert runs['dynamic=None']['graphs'] >= 2
+    assert len(res['skipped']) == len(bench.compile_plan(
+        families, list(res['settings']['cases']))) - 3
+    md = (tmp_path / 'benchmark.md').read_text()
+    for heading in ('fp32 agreement', 'Autocast', 'Speed at det2',
+                    'Speed at seg4', 'Compile time', 'Dynamic shapes',
+                    'Left out', 'measure nothing'):
+        assert heading in md
+    assert 'checks: all passed' in proc.stdout
+    assert str(tmp_path / 'benchmark.md') in proc.stdout
+
+
+def test_failed_check_exits_1_after_writing(tmp_path, monkeypatch, capsys):
+    module = load_tool()
+    result = dict(ok=False, agreement=[dict(ok=False, family='x')],
+                  autocast=[], skipped=[])
+    monkeypatch.setattr(bench, 'run_matrix', lambda s: result)
+    monkeypatch.setattr(bench, 'write', lambda res, out: [str(out)])
+    monkeypatch.setattr(bench, 'summary', lambda res: 'checks: 1 FAILED')
+    with pytest.raises(SystemExit) as e:
+        module.main(['--matrix', 'gpu', '--device', 'cpu', '--quick',
+                     '--out', str(tmp_path)])
+    assert e.value.code == 1
+    assert 'checks: 1 FAILED' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('argv, match', [
+    (['--matrix', 'gpu', '--device', 'cpu', '--out', 'x'], 'add --quick'),
+    (['--matrix', 'gpu', '--device', 'cpu', '--quick'], 'go together'),
+    (['--quick', '--out', 'x'], 'go together'),
+])
+def test_bad_matrix_arguments(argv, match, capsys):
+    with pytest.raises(SystemExit):
+        load_tool().main(argv)
+    assert match in capsys.readouterr().err
+
+
+def test_matrix_without_a_gpu_says_so():
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present')
+    with pytest.raises(RuntimeError, match='sees no CUDA GPU'):
+        bench.run_matrix(bench.settings('cuda'))
+
+
+def test_mmdet_sizes_keep_the_ratio_within_the_scale():
+    sizes = bench.mmdet_sizes()
+    assert len(set(sizes)) == 10
+    assert (800, 1088) in sizes and (800, 1216) in sizes  # 4:3, 3:2
+    for (h, w), aspect in zip(sizes, bench.ASPECTS):
+        assert h % 32 == 0 and w % 32 == 0
+        assert max(h, w) <= 1344 and min(h, w) <= 800
+        assert abs(w / h - aspect) < 0.1 * aspect
+    assert len(bench.mmdet_sizes(4, (333, 200), 8)) == 4
+    with pytest.raises(ValueError, match='sizes repeat'):
+        bench.mmdet_sizes(10, (64, 32), 32)
+
+
+def test_compile_plan_puts_detection_bf16_and_dynamic_first():
+    plan = bench.compile_plan(bench.FAMILIES, list(bench.CASES))
+    assert plan[:2] == [('unit', 'poolformer_s12', 'bf16', 'det2'),
+                        ('dynamic', 'poolformer_s12', 'bf16', None)]
+    assert [t[1] for t in plan[2:5]] == list(bench.FAMILIES[1:])
+    units = [t for t in plan if t[0] == 'unit']
+    assert len(units) == len(set(units)) == 4 * 2 * 2
+    assert plan.index(('unit', 'caformer_s18', 'fp32', 'det2')) < plan.index(
+        ('unit', 'poolformer_s12', 'bf16', 'seg4'))
+
+
+def test_budget_guesses_from_what_it_measured():
+    now = [0.]
+    budget = bench.Budget(100., clock=lambda: now[0])
+    unit = ('unit', 'caformer_s18', 'bf16', 'det2')
+    assert budget.estimate(unit) == 2 * bench.FIRST_COMPILE_GUESS
+    budget.record('poolformer_s12', 10.)
+    budget.record('poolformer_s12', 8.)  # the dearer one counts
+    assert budget.guess('poolformer_s12') == 10.
+    assert budget.guess('caformer_s18') == 10.  # the dearest measured
+    budget.record('caformer_s18', 30.)
+    now[0] = 45.
+    assert budget.left() == 55.
+    assert budget.estimate(unit) == 60. > budget.left()
+    assert budget.estimate(('dynamic', 'poolformer_s12')) == 25.
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match='no setting'):
+        bench.settings('cuda', runz=3)
+    with pytest.raises(ValueError, match='are not measured'):
+        bench.settings('cuda', families=('resnet50', ))
+    assert bench.settings('cuda', runs=None).runs == 15
+    quick = bench.settings('cpu', quick=True)
+    assert quick.backend == 'aot_eager' and quick.compile_tasks == 3
