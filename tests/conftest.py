@@ -2,7 +2,7 @@
 :mod:`mmpoolformer.testing`)."""
 import pytest
 
-from mmpoolformer.testing import make_dataset
+from mmpoolformer.datasets import make_dataset
 
 
 @pytest.fixture(scope='session')

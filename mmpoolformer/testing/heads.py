@@ -120,9 +120,10 @@ def seg_batch(shapes, num_classes: int = 150, gen=None) -> dict:
 
 def train_step(model, data: dict) -> dict:
     """One forward and backward of ``model`` (in train mode) on ``data``.
-    Returns the loss, the (H, W) of the batch the backbone read, of the
-    backbone's outputs and of the maps the heads read, and the names of
-    the parameters requiring grad that received none."""
+    Returns the loss (summed as training sums it) and the names of its
+    terms, the (H, W) of the batch the backbone read, of the backbone's
+    outputs and of the maps the heads read, and the names of the
+    parameters requiring grad that received none."""
     seen = {}
 
     def keep(name):
@@ -146,7 +147,8 @@ def train_step(model, data: dict) -> dict:
     finally:
         for handle in handles:
             handle.remove()
-    return dict(loss=loss.item(), input=seen['input'],
+    return dict(loss=loss.item(), losses=sorted(losses),
+                input=seen['input'],
                 backbone=seen['backbone'],
                 features=seen.get('features', seen['backbone']),
                 no_grad=[n for n, p in model.named_parameters()

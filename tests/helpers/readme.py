@@ -2,7 +2,7 @@
 import os.path as osp
 import re
 
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 
 README = osp.join(REPO, 'README.md')
 FENCE = re.compile(r'^```(\S*)\n(.*?)^```\s*$', re.M | re.S)

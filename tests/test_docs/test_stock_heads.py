@@ -12,7 +12,7 @@ from mmengine.registry import MODELS, init_default_scope
 
 from mmpoolformer.engine import check
 from mmpoolformer.engine.check import pyramid_problems
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 from mmpoolformer.testing.heads import (STOCK_HEADS, random_batch,
                                         sizes_at, stock_heads_table,
                                         stock_model_cfg, train_step)

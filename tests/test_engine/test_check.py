@@ -9,7 +9,8 @@ import pytest
 from mmengine.config import Config
 
 from helpers.readme import README, write_configs
-from mmpoolformer.testing import REPO, run, shapes_config, tool
+from helpers.checkout import REPO, run, tool
+from helpers.configs import shapes_config
 
 pytestmark = pytest.mark.slow
 
