@@ -104,9 +104,9 @@ def build_segmentor(path, **backbone):
 
 def train_and_predict(model, train, test, every_parameter=False):
     """One training step of ``model`` on the batch ``train`` (loss summed
-    as training sums it, backward), checked: a finite loss and a gradient
+    as training sums it, backward), checked: a finite loss, a gradient
     for every backbone parameter (every parameter with
-    ``every_parameter``); then ``model``'s predictions for ``test``.
+    ``every_parameter``) and no unused-output warning; then ``model``'s predictions for ``test``.
     Returns (:func:`~mmpoolformer.testing.heads.train_step`'s report,
     predictions)."""
     step = train_step(model, train)
@@ -114,6 +114,7 @@ def train_and_predict(model, train, test, every_parameter=False):
     missing = [n for n in step['no_grad']
                if every_parameter or n.startswith('backbone.')]
     assert not missing, f'no gradient: {missing}'
+    assert not step['unused'], step['unused']  # the backbone's own check
     model.zero_grad()
     model.eval()
     with torch.no_grad():
