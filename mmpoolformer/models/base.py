@@ -359,7 +359,9 @@ class DenseBackbone(BaseModule):
                 outs.append(getattr(self, f'norm{i}')(x))
         if watch:
             for i, out in zip(self.out_indices, outs):
-                if out.requires_grad:  # a frozen output has none to get
+                # a frozen stage and norm have no gradient to miss
+                if any(p.requires_grad for m in (self.stages[i], getattr(
+                        self, f'norm{i}')) for p in m.parameters()):
                     outs_seen[i] = False
                     out.register_hook(
                         lambda grad, i=i: outs_seen.__setitem__(i, True))

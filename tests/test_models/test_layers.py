@@ -23,7 +23,7 @@ def tokens(x):
 def randomise(module):
     with torch.no_grad():
         for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=GEN))
+            p.copy_(0.2 * torch.randn(p.shape, generator=GEN))
     return module
 
 
