@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mmpoolformer.testing import make_dataset
+from mmpoolformer.datasets import make_dataset
 
 
 def pytest_collection_modifyitems(config, items):

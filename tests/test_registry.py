@@ -6,7 +6,7 @@ import torch
 from mmengine.registry import DefaultScope
 
 from mmpoolformer import PoolFormer
-from mmpoolformer.testing import run
+from helpers.checkout import run
 
 
 def _registries():

@@ -16,8 +16,8 @@ from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
 from mmpoolformer import PoolFormer, PoolFormerV2
-from mmpoolformer.testing import (TOOLS, checkout_env,
-                                  official_metaformer_state, randomise,
+from helpers.checkout import TOOLS, checkout_env
+from mmpoolformer.testing import (official_metaformer_state, randomise,
                                   timm_metaformer)
 from mmpoolformer.weights import (CheckpointFormatError, convert,
                                   load_pretrained, read_checkpoint)
@@ -147,7 +147,7 @@ def test_convert_tool_refuses_payload(evil_source, tmp_path):
 
 
 def test_mmengine_load_checkpoint_refuses_payload(evil_source):
-    """mmengine's loader (init_model, inferencers, tools/cli.py)."""
+    """mmengine's loader (init_model, inferencers, mmpoolformer.analysis)."""
     with pytest.raises(Exception, match='GLOBAL io.open'):
         load_checkpoint(PoolFormer('s12'), evil_source, map_location='cpu')
 

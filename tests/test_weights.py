@@ -8,8 +8,8 @@ from mmpoolformer.models import fused as fused_module
 from mmpoolformer.models import layers
 from mmpoolformer.testing import (TimmFeatures, assert_features_equal,
                                   mmpretrain_poolformer, official_state,
-                                  ours_from, randomise, run, timm_poolformer,
-                                  tool)
+                                  ours_from, randomise, timm_poolformer)
+from helpers.checkout import run, tool
 from mmpoolformer.weights import (CheckpointFormatError, convert,
                                   load_pretrained)
 

@@ -151,7 +151,7 @@ def main(argv=None):
     parser.add_argument('--tasks', nargs='+', default=['det', 'seg'],
                         choices=list(TASKS))
     args = parser.parse_args(argv)
-    from mmpoolformer.testing import make_dataset
+    from mmpoolformer.datasets import make_dataset
 
     start = time.time()
     os.makedirs(args.out_dir, exist_ok=True)

@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 import torch
 
-from cli import DEFAULT_SHAPES, RawOutputs, build_model
+from mmpoolformer.analysis import DEFAULT_SHAPES, RawOutputs, build_model
 
 from mmpoolformer.torchapi import onnx_export
 

@@ -12,41 +12,9 @@ which our attention calls), as counters that see the matmuls do.
 """
 import argparse
 
-import torch
-from mmengine.analysis import FlopAnalyzer
-from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import DictAction
 
-from cli import DEFAULT_SHAPES, RawOutputs, build_model, det_samples
-
-
-def sdpa_flops(inputs, outputs):
-    """Multiply-adds of ``softmax(q k^T) v``: q k^T and the product with v
-    (q: [..., L, E], k: [..., S, E], v: [..., S, Ev])."""
-    q, k, v = (get_shape(t) for t in inputs[:3])
-    batch = 1
-    for n in q[:-2]:
-        batch *= n
-    return batch * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def count(config, shape=None, part='model', cfg_options=None):
-    """Returns (flops, params, (H, W)) of ``config``'s model."""
-    model, cfg = build_model(config, cfg_options=cfg_options)
-    shape = tuple(shape or DEFAULT_SHAPES[cfg.default_scope])
-    wrapper = RawOutputs(model, part)
-    if part == 'model' and wrapper.two_stage:
-        # counted whole: proposals through the RoI head
-        wrapper.data_samples = det_samples(1, shape)
-    x = torch.randn(1, 3, *shape)
-    with torch.no_grad():
-        analyzer = FlopAnalyzer(wrapper, (x, )).set_op_handle(
-            'aten::scaled_dot_product_attention', sdpa_flops)
-        analyzer.unsupported_ops_warnings(False)
-        flops = analyzer.total()
-    module = model.backbone if part == 'backbone' else model
-    params = sum(p.numel() for p in module.parameters())
-    return flops, params, shape
+from mmpoolformer.analysis import count_flops
 
 
 def main(argv=None):
@@ -59,7 +27,7 @@ def main(argv=None):
                         choices=['model', 'backbone'])
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     args = parser.parse_args(argv)
-    flops, params, shape = count(args.config, args.shape, args.part,
+    flops, params, shape = count_flops(args.config, args.shape, args.part,
                                  args.cfg_options)
     print(f'{args.config} ({args.part}), input 1x3x{shape[0]}x{shape[1]}:')
     print(f'  FLOPs  {flops / 1e9:.2f} G (multiply-adds)')

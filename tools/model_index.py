@@ -25,6 +25,8 @@ import sys
 import yaml
 from mmengine.config import Config
 
+from mmpoolformer.analysis import build_model, count_flops
+
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 TASKS = ('detection', 'segmentation')
 INDEX = 'model-index.yml'
@@ -90,15 +92,13 @@ def backbone_name(backbone):
 
 
 def count_params(path):
-    from cli import build_model
     model, _ = build_model(osp.join(REPO, path))
     return sum(p.numel() for p in model.parameters())
 
 
 def count_flops(path):
     """(FLOPs, input size 'HxW') of the config's whole model."""
-    from get_flops import count
-    flops, _, shape = count(osp.join(REPO, path))
+    flops, _, shape = count_flops(osp.join(REPO, path))
     return int(flops), f'{shape[0]}x{shape[1]}'
 
 

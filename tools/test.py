@@ -4,11 +4,11 @@ import numbers
 import os
 import os.path as osp
 
-from cli import build_runner, load_config, parser
+from mmpoolformer.engine.launch import build_runner, load_config, tool_parser
 
 
 def parse_args(argv=None):
-    p = parser('Test a checkpoint')
+    p = tool_parser('Test a checkpoint')
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument(
         '--out', help='save predictions: a .pkl file (detection) or a '
@@ -44,7 +44,10 @@ def _request_outputs(cfg, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args)
+    try:
+        cfg = load_config(args)
+    except ValueError as e:  # e.g. a launcher this machine cannot run
+        raise SystemExit(str(e))
     cfg.load_from = args.checkpoint
     _request_outputs(cfg, args)
 

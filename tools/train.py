@@ -2,12 +2,12 @@
 
 The config's ``default_scope`` (mmdet or mmseg) decides which library runs.
 """
-from cli import build_runner, load_config, parser
 from mmpoolformer.engine import configure_resume, enable_amp
+from mmpoolformer.engine.launch import build_runner, load_config, tool_parser
 
 
 def parse_args(argv=None):
-    p = parser('Train a model')
+    p = tool_parser('Train a model')
     p.add_argument('--amp', action='store_true',
                    help='mixed precision: bf16 where the device supports it '
                    '(CPUs, A100, H100), else fp16 with dynamic loss scaling')
@@ -24,10 +24,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = load_config(args)
     if args.amp_dtype and not args.amp:
         raise SystemExit('--amp-dtype needs --amp')
-    amp = enable_amp(cfg, args.amp_dtype) if args.amp else None
+    try:
+        cfg = load_config(args)
+        amp = enable_amp(cfg, args.amp_dtype) if args.amp else None
+    except (ValueError, RuntimeError) as e:  # what this machine cannot run
+        raise SystemExit(str(e))
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or \
                 'base_batch_size' not in cfg.auto_scale_lr:

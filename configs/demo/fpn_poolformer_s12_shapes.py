@@ -1,15 +1,23 @@
 # The demo's segmentor: the real Semantic FPN + PoolFormer-S12 config, trained
-# from scratch on the synthetic shapes (mmpoolformer/testing/synthetic.py)
-# written in ADE20K's format: background is ADE20K's class 0 ("wall"), the
-# circle, square and triangle its classes 1-3. Only data, image size and
-# schedule differ.
+# from scratch on the synthetic shapes (mmpoolformer/datasets/shapes.py)
+# written in ADE20K's file layout, with classes of their own: background,
+# circle, square and triangle (mmpoolformer.datasets.SEG_CLASSES and
+# SEG_PALETTE). Only data, classes, image size and schedule differ.
 _base_ = '../segmentation/fpn_poolformer_s12.py'
 
 data_root = 'data/shapes/ade/ADEChallengeData2016'
+metainfo = dict(classes=('background', 'circle', 'square', 'triangle'),
+                palette=[(128, 128, 128), (220, 20, 60), (0, 130, 230),
+                         (20, 200, 60)])
+# mmseg's plain dataset: ADE20KDataset only takes subsets of ADE20K's names
+shapes_dataset = dict(type='BaseSegDataset', metainfo=metainfo,
+                      img_suffix='.jpg', seg_map_suffix='.png',
+                      reduce_zero_label=True)
 crop_size = (96, 96)
 model = dict(
     data_preprocessor=dict(size=crop_size),
-    backbone=dict(init_cfg=None))  # no download: from scratch
+    backbone=dict(init_cfg=None),  # no download: from scratch
+    decode_head=dict(num_classes=4))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -32,10 +40,10 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=4, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(shapes_dataset, data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
     num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(shapes_dataset, data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_iters = 800

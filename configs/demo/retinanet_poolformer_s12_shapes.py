@@ -1,5 +1,6 @@
 # The demo's detector: the real RetinaNet + PoolFormer-S12 config, trained
-# from scratch on the synthetic shapes (mmpoolformer/testing/synthetic.py).
+# from scratch on the synthetic shapes (mmpoolformer/datasets/shapes.py; the
+# classes and palette are mmpoolformer.datasets.SHAPES and PALETTE).
 # Only the data, the image size and the schedule differ.
 _base_ = '../detection/retinanet_poolformer_s12.py'
 

@@ -7,15 +7,16 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 
-pretrained = ('https://github.com/sail-sg/poolformer/releases/download/'
-              'v1.0/poolformer_s12.pth.tar')
 model = dict(
     backbone=dict(
         _delete_=True,
         type='PoolFormer',
         arch='s12',
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/sail-sg/poolformer/releases/'
+            'download/v1.0/poolformer_s12.pth.tar')),
     # FPN's default init is Xavier (uniform), as the paper states; RPN and
     # RoI heads keep mmdet's init, as the authors' release did.
     neck=dict(in_channels=[64, 128, 320, 512]))

@@ -3,10 +3,11 @@
 # channels). No published result exists for this pair.
 _base_ = './mask_rcnn_poolformer_s12.py'
 
-pretrained = ('https://huggingface.co/timm/poolformerv2_s12.sail_in1k'
-              '/resolve/main/model.safetensors')
 model = dict(
     backbone=dict(
         type='PoolFormerV2',
         arch='s12',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/timm/'
+            'poolformerv2_s12.sail_in1k/resolve/main/model.safetensors')))

@@ -7,8 +7,6 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 
-pretrained = ('https://github.com/sail-sg/poolformer/releases/download/'
-              'v1.0/poolformer_s12.pth.tar')
 model = dict(
     backbone=dict(
         _delete_=True,
@@ -17,7 +15,10 @@ model = dict(
         # RetinaNet reads strides 8-32 only: the stride-4 norm is not built,
         # so no parameter lacks a gradient under DDP.
         out_indices=(1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/sail-sg/poolformer/releases/'
+            'download/v1.0/poolformer_s12.pth.tar')),
     # P3-P5 from the backbone, P6-P7 by extra convs on the input (C5).
     # FPN's own default init is Xavier (uniform), as the paper states; the
     # heads keep mmdet's init, as the authors' release did.

@@ -3,10 +3,11 @@
 # channels). No published result exists for this pair.
 _base_ = './fpn_poolformer_s12.py'
 
-pretrained = ('https://huggingface.co/timm/caformer_s18.sail_in1k'
-              '/resolve/main/model.safetensors')
 model = dict(
     backbone=dict(
         type='CAFormer',
         arch='s18',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/timm/caformer_s18.sail_in1k/'
+            'resolve/main/model.safetensors')))

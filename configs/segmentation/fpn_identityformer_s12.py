@@ -6,10 +6,11 @@
 # the authors' (sail-sg/metaformer's README).
 _base_ = './fpn_poolformer_s12.py'
 
-pretrained = ('https://huggingface.co/sail/dl/resolve/main/identityformer/'
-              'identityformer_s12.pth')
 model = dict(
     backbone=dict(
         type='IdentityFormer',
         arch='s12',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/sail/dl/resolve/main/'
+            'identityformer/identityformer_s12.pth')))

@@ -8,8 +8,6 @@ _base_ = [
 ]
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 
-pretrained = ('https://github.com/sail-sg/poolformer/releases/download/'
-              'v1.0/poolformer_s12.pth.tar')
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -19,7 +17,10 @@ model = dict(
         type='PoolFormer',
         arch='s12',
         out_indices=(0, 1, 2, 3),
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://github.com/sail-sg/poolformer/releases/'
+            'download/v1.0/poolformer_s12.pth.tar')),
     # FPN's default init is Xavier, as the paper states; the head keeps
     # mmseg's init, as the authors' release did.
     neck=dict(in_channels=[64, 128, 320, 512]),

@@ -4,9 +4,10 @@
 # see upernet_convformer_s18.py); only the backbone differs (same channels).
 _base_ = './upernet_convformer_s18.py'
 
-pretrained = ('https://huggingface.co/timm/caformer_s18.sail_in1k'
-              '/resolve/main/model.safetensors')
 model = dict(
     backbone=dict(
         type='CAFormer',
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/timm/caformer_s18.sail_in1k/'
+            'resolve/main/model.safetensors')))

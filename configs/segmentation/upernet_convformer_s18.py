@@ -9,24 +9,28 @@
 # warm-up then linear decay, 8 GPUs x 2 images, fp16 (here: train with
 # --amp), sliding-window test.
 _base_ = [
-    'mmseg::_base_/models/upernet_convnext.py',
+    # UperNet's heads as in upernet_convnext.py, whose checkpoint_file (a
+    # ConvNeXt-B URL) a dumped config would otherwise carry
+    'mmseg::_base_/models/upernet_r50.py',
     'mmseg::_base_/datasets/ade20k.py',
     'mmseg::_base_/default_runtime.py',
     'mmseg::_base_/schedules/schedule_160k.py',
 ]
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 
-pretrained = ('https://huggingface.co/timm/convformer_s18.sail_in1k'
-              '/resolve/main/model.safetensors')
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
+    pretrained=None,  # the base's ResNet weights
     backbone=dict(
         _delete_=True,
         type='ConvFormer',
         arch='s18',
         drop_path_rate=0.4,
-        init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='https://huggingface.co/timm/'
+            'convformer_s18.sail_in1k/resolve/main/model.safetensors')),
     decode_head=dict(in_channels=[64, 128, 320, 512], num_classes=150),
     auxiliary_head=dict(in_channels=320, num_classes=150),
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))

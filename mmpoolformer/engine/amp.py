@@ -1,5 +1,6 @@
 """Mixed precision for tools/train.py: which dtype, and the optimizer
-wrapper that runs it on the device at hand."""
+wrapper that runs it on the device at hand. A dtype the machine cannot run
+is a ValueError or RuntimeError, which the tool turns into an exit."""
 from contextlib import contextmanager
 from typing import Optional, Tuple
 
@@ -36,7 +37,7 @@ def choose_dtype(requested: Optional[str] = None) -> Tuple[str, str]:
                          f'{requested!r}')
     cuda = torch.cuda.is_available()
     if requested == 'fp16' and not cuda:
-        raise SystemExit('--amp-dtype fp16 needs a CUDA GPU: CPU autocast in '
+        raise RuntimeError('--amp-dtype fp16 needs a CUDA GPU: CPU autocast in '
                          'fp16 is slow and unscaled; use --amp (bf16) on CPU')
     if requested is not None:
         return requested, 'as requested by --amp-dtype'

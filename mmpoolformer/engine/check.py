@@ -10,12 +10,15 @@ reads (its norm gets no gradient: an error under DDP without
 ``find_unused_parameters``, one iteration later and without naming it).
 """
 import math
+import re
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
+
+from ..models.base import DenseBackbone, unused_outputs_message
 
 
 class PyramidError(RuntimeError):
@@ -198,6 +201,23 @@ class PyramidCheckHook(Hook):
             self._handles.append(param.register_hook(
                 lambda grad, name=name: self._grads.add(name)))
 
+    @staticmethod
+    def _unused_outputs(backbone, missing):
+        """The message for our backbone's outputs whose norm got no
+        gradient (the backbone's own warning's); their parameters are
+        taken out of ``missing``."""
+        if not isinstance(backbone, DenseBackbone):
+            return []
+        norms = {int(m.group(1)) for m in (
+            re.match(r'backbone\.norm(\d+)\.', n) for n in missing) if m}
+        if not norms:
+            return []
+        missing[:] = [n for n in missing if not any(
+            n.startswith(f'backbone.norm{i}.') for i in norms)]
+        return [unused_outputs_message(
+            type(backbone).__name__, backbone.out_indices, sorted(norms),
+            backbone.stem_stride)]
+
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         if self._done:
@@ -212,6 +232,7 @@ class PyramidCheckHook(Hook):
             problems += pyramid_problems(model, seen['input'],
                                          seen['backbone'], seen['features'])
         missing = [n for n in self._params if n not in self._grads]
+        problems += self._unused_outputs(model.backbone, missing)
         if missing:
             problems.append(
                 f'{len(missing)} backbone parameters received no gradient: '

@@ -1,11 +1,14 @@
 """Launching a config on the machine at hand: work dir, launcher, and the
-adaptations a GPU config needs to run where there is no CUDA."""
+adaptations a GPU config needs to run where there is no CUDA; the options
+tools/train.py and tools/test.py share. Errors are ValueErrors, which the
+tools turn into exits."""
+import argparse
 import os
 import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -36,7 +39,7 @@ def adapt_to_device(cfg: Config, launcher: str) -> None:
         return
     if launcher != 'none':
         if launcher != 'pytorch':
-            raise SystemExit(
+            raise ValueError(
                 f'Without CUDA, distributed runs need --launcher pytorch '
                 f'(tools/dist_train.sh), got --launcher {launcher}')
         # mmengine's init_dist calls torch.cuda.set_device unconditionally;
@@ -67,3 +70,35 @@ def prepare(cfg: Config, config_path: str, launcher: str = 'none',
         name = osp.splitext(osp.basename(config_path))[0]
         cfg.work_dir = osp.join('work_dirs', name)
     adapt_to_device(cfg, launcher)
+
+
+def tool_parser(description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options tools/train.py and tools/test.py
+    both take."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument('config', help='config file')
+    p.add_argument('--work-dir', help='where logs, metrics and checkpoints '
+                   'go (default: work_dirs/<config name>)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override config keys, e.g. a.b=1')
+    p.add_argument('--launcher', default='none', choices=LAUNCHERS)
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return p
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config file of :func:`tool_parser`'s ``args`` with
+    ``--cfg-options`` merged, prepared to run here (:func:`prepare`)."""
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    prepare(cfg, args.config, args.launcher, args.work_dir, args.local_rank)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """The config's own runner type if it names one, else mmengine's."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    return RUNNERS.build(cfg) if 'runner_type' in cfg \
+        else Runner.from_cfg(cfg)

@@ -3,12 +3,11 @@
 mmseg's ``LearningRateDecayOptimizerConstructor`` (the ConvNeXt and BEiT
 UperNet recipes) picks layer ids by ConvNeXt's and BEiT's parameter names
 and raises ``NotImplementedError`` for any other backbone, so the recipe
-cannot be used with ours as it is. This constructor applies the same rules
-to our names (``stem``, ``stages.{i}.downsample``, ``stages.{i}.blocks.{j}``,
-``norm{i}``) and works from mmdet, mmseg and mmpretrain configs alike.
+cannot be used with ours as it is. Here the backbone answers each
+parameter's id (``get_layer_depth``, as mmpretrain's backbones do) by the
+same rules, and the constructor does the arithmetic; it works from mmdet,
+mmseg and mmpretrain configs alike.
 """
-import re
-
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import \
@@ -19,58 +18,28 @@ from ..registry import OPTIM_WRAPPER_CONSTRUCTORS
 DECAY_TYPES = ('layer_wise', 'stage_wise')
 KEYS = ('decay_rate', 'decay_type', 'num_layers')
 
-_STEM = re.compile(r'backbone\.stem\.')
-_DOWNSAMPLE = re.compile(r'backbone\.stages\.(\d+)\.downsample\.')
-_BLOCK = re.compile(r'backbone\.stages\.(\d+)\.blocks\.(\d+)\.')
-_OUT_NORM = re.compile(r'backbone\.norm\d+\.')
 
-
-def layer_id(name: str, decay_type: str, num_layers: int) -> int:
-    """The layer id of parameter ``name`` of a whole model (detector or
-    segmentor), as mmseg assigns ConvNeXt's: 0 for the stem, up to
-    ``num_layers`` for the last stage, ``num_layers + 1`` for the output
-    norms, neck and heads.
-
-    'layer_wise': stage 0 is 1, stage 1 is 2, stage 2 counts 3, 4, ... per
-    three blocks, stage 3 is ``num_layers``; a stage's downsampling shares
-    its first blocks' id. 'stage_wise': stage i is i + 1 and every
-    downsampling layer is 0, as mmseg does for ConvNeXt.
-    """
-    head = num_layers + 1
-    if not name.startswith('backbone.') or _OUT_NORM.match(name):
-        # mmseg gives ConvNeXt's output norms the head's rate too
-        return head
-    if _STEM.match(name):
-        return 0
-    down, block = _DOWNSAMPLE.match(name), _BLOCK.match(name)
-    if down is None and block is None:
+def layer_id(module, name: str, decay_type: str, num_layers: int) -> int:
+    """The layer id of parameter ``name`` of ``module`` (a detector,
+    segmentor or classifier): its ``backbone``'s answer for
+    ``backbone.*`` names, ``num_layers + 1`` (the head's) for the rest."""
+    if not name.startswith('backbone.'):
+        return num_layers + 1
+    answer = getattr(module.backbone, 'get_layer_depth', None)
+    if answer is None:
         raise ValueError(
-            f'{name!r} is not a parameter of an mmpoolformer backbone '
-            f'(backbone.stem.*, backbone.stages.{{i}}.downsample.*, '
-            f'backbone.stages.{{i}}.blocks.{{j}}.*, backbone.norm{{i}}.*); '
-            f"for ConvNeXt or BEiT use mmseg's "
+            f'{name!r}: the backbone ({type(module.backbone).__name__}) has '
+            f'no get_layer_depth; for ConvNeXt or BEiT use mmseg\'s '
             f'LearningRateDecayOptimizerConstructor')
-    stage = int((down or block).group(1))
-    if decay_type == 'stage_wise':
-        return 0 if down else stage + 1
-    if stage == 3:
-        return num_layers
-    if down:
-        return (0, 2, 3)[stage]
-    lid = (1, 2, 3 + int(block.group(2)) // 3)[stage]
-    if lid > num_layers:
-        raise ValueError(
-            f'num_layers={num_layers} is too small for {name!r}: its layer '
-            f'id {lid} is above stage 3\'s ({num_layers}); layer_wise needs '
-            f'num_layers >= 3 + (blocks in stage 2 - 1) // 3')
-    return lid
+    return answer(name, 'backbone.', decay_type, num_layers)[0]
 
 
 @ROOT_CONSTRUCTORS.register_module()
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class DepthDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Per-layer learning rates ``lr * decay_rate ** (num_layers + 1 - id)``
-    (see :func:`layer_id`) and ConvNeXt's weight-decay exemptions: biases
+    (the ids are the backbone's ``get_layer_depth``, see
+    :meth:`~mmpoolformer.models.base.DenseBackbone.get_layer_depth`) and ConvNeXt's weight-decay exemptions: biases
     and 1-d parameters (norms, scales, StarReLU's scalars) get none.
 
     The rules, ids and scales are those of mmseg's
@@ -125,7 +94,7 @@ class DepthDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            lid = layer_id(name, kind, layers)
+            lid = layer_id(module, name, kind, layers)
             decay = not (param.ndim == 1 or name.endswith('.bias'))
             key = f'layer_{lid}_{"decay" if decay else "no_decay"}'
             if key not in groups:

@@ -36,6 +36,39 @@ def check_number(owner: str, name: str, value, low=None, high=None,
     return value
 
 
+class UnusedOutputWarning(UserWarning):
+    """Selected backbone outputs got no gradient: nothing reads them."""
+
+
+def unused_outputs_message(owner: str, out_indices: Sequence[int],
+                           unused: Sequence[int], stem_stride: int = 4) -> str:
+    """What to say when outputs ``unused`` (stage indices) of backbone
+    ``owner`` with ``out_indices`` got no gradient. The backbone's own
+    warning (:class:`UnusedOutputWarning`) and
+    :class:`~mmpoolformer.engine.PyramidCheckHook` say this."""
+    outs = ' and '.join(f'{i} (stride {stem_stride * 2**i}, norm{i})'
+                        for i in unused)
+    one = len(unused) == 1
+    keep = tuple(i for i in out_indices if i not in unused)
+    return (f'{owner}: output{"" if one else "s"} {outs} of out_indices='
+            f'{tuple(out_indices)} received no gradient: nothing reads '
+            f'{"it" if one else "them"}, so the heads may read other '
+            f'strides than they assume, and under DDP the unused norm fails '
+            f'the second iteration unless find_unused_parameters=True. Fix: '
+            f'make the neck read {"it" if one else "them"} (an FPN from '
+            f'its first input: start_level=0) or select only what it reads '
+            f"(out_indices={keep}, the neck's in_channels to match)")
+
+
+def _traced() -> bool:
+    """Whether the forward is being traced or compiled, not run."""
+    compiler = getattr(torch, 'compiler', None)  # torch >= 2.1
+    compiling = compiler.is_compiling() if hasattr(
+        compiler, 'is_compiling') else torch._dynamo.is_compiling()
+    return compiling or torch.jit.is_tracing() or torch.jit.is_scripting() \
+        or torch.onnx.is_in_onnx_export()
+
+
 class DenseBackbone(BaseModule):
     """Base of four-stage backbones with outputs at strides 4, 8, 16, 32.
 
@@ -219,6 +252,63 @@ class DenseBackbone(BaseModule):
                                       strict, missing_keys, unexpected_keys,
                                       error_msgs)
 
+    def get_layer_depth(self, param_name: str, prefix: str = '',
+                        decay_type: str = 'layer_wise',
+                        num_layers: Optional[int] = None) -> Tuple[int, int]:
+        """The layer id of parameter ``param_name`` for learning rates that
+        decay with depth, and the number of ids (``num_layers + 2``), as
+        mmpretrain's ``ConvNeXt.get_layer_depth`` answers; the ids are those
+        mmseg gives ConvNeXt's parameters.
+
+        Names that do not start with ``prefix`` (necks, heads) and the
+        output norms ``norm{i}`` get the last id, ``num_layers + 1``; the
+        stem 0. 'layer_wise': stage 0 is 1, stage 1 is 2, stage 2 counts
+        3, 4, ... per three blocks, stage 3 is ``num_layers``; a stage's
+        downsampling shares its first blocks' id. 'stage_wise': stage i is
+        i + 1 and every downsampling layer is 0. ``num_layers`` defaults to
+        ``3 + ceil(depths[2] / 3)`` (mmseg's 6 for ConvNeXt-T, 12 for -S/B).
+        """
+        if decay_type not in ('layer_wise', 'stage_wise'):
+            raise ValueError(f"decay_type must be 'layer_wise' or "
+                             f"'stage_wise', got {decay_type!r}")
+        if num_layers is None:
+            num_layers = 3 - (-self.depths[2] // 3)
+        total = num_layers + 2
+        if not param_name.startswith(prefix):
+            return num_layers + 1, total
+        name = param_name[len(prefix):]
+        parts = name.split('.')
+        if parts[0].startswith('norm') and parts[0][4:].isdigit():
+            # mmseg gives ConvNeXt's output norms the head's rate too
+            return num_layers + 1, total
+        if parts[0] == 'stem':
+            return 0, total
+        stage = int(parts[1]) if parts[0] == 'stages' and len(parts) > 3 \
+            and parts[1].isdigit() else None
+        down = stage is not None and parts[2] == 'downsample'
+        block = stage is not None and parts[2] == 'blocks' and \
+            parts[3].isdigit()
+        if not (down or block) or stage >= len(self.stages):
+            raise ValueError(
+                f'{param_name!r} is not a parameter of this '
+                f'{type(self).__name__} ({prefix}stem.*, '
+                f'{prefix}stages.{{i}}.downsample.*, '
+                f'{prefix}stages.{{i}}.blocks.{{j}}.*, {prefix}norm{{i}}.*)')
+        if decay_type == 'stage_wise':
+            return (0 if down else stage + 1), total
+        if stage == 3:
+            return num_layers, total
+        if down:
+            return (0, 2, 3)[stage], total
+        lid = (1, 2, 3 + int(parts[3]) // 3)[stage]
+        if lid > num_layers:
+            raise ValueError(
+                f'num_layers={num_layers} is too small for {param_name!r}: '
+                f"its layer id {lid} is above stage 3's ({num_layers}); "
+                f'layer_wise needs num_layers >= 3 + (blocks in stage 2 - '
+                f'1) // 3')
+        return lid, total
+
     def _freeze_stages(self):
         frozen = []
         if self.frozen_stages >= 0:
@@ -279,9 +369,45 @@ class DenseBackbone(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem(self._pad_input(x))
+        watch = not self._outputs_checked and self.training and \
+            torch.is_grad_enabled() and not _traced()
+        if watch:
+            self._outputs_checked = True
+            x, outs_seen = self._watch(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
                 outs.append(getattr(self, f'norm{i}')(x))
+        if watch:
+            for i, out in zip(self.out_indices, outs):
+                # a frozen stage and norm have no gradient to miss
+                if any(p.requires_grad for m in (self.stages[i], getattr(
+                        self, f'norm{i}')) for p in m.parameters()):
+                    outs_seen[i] = False
+                    out.register_hook(
+                        lambda grad, i=i: outs_seen.__setitem__(i, True))
         return tuple(outs)
+
+    #: Set once the first training forward has been watched (see
+    #: :meth:`_watch`); a class default so that loaded models have it.
+    _outputs_checked = False
+
+    def _watch(self, x: torch.Tensor):
+        """For the first training forward: ``x`` joined to a zero leaf
+        whose gradient hook runs after the gradients of every output have
+        been computed (they all flow through ``x``), and the dict of
+        outputs' seen flags it then reads, warning once with
+        :func:`unused_outputs_message` about the outputs none reached."""
+        seen = {}
+        anchor = torch.zeros((), device=x.device, requires_grad=True)
+
+        def check(grad):
+            unused = [i for i, got in seen.items() if not got]
+            if unused:
+                warnings.warn(unused_outputs_message(
+                    type(self).__name__, self.out_indices, unused,
+                    self.stem_stride), UnusedOutputWarning, stacklevel=2)
+
+        anchor.register_hook(check)
+        return x + anchor, seen

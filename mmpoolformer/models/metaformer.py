@@ -18,6 +18,14 @@ from ..weights import convert_metaformer
 from .base import DenseBackbone
 from .layers import (MIXERS, NORMS, TOKEN_MIXERS, ChannelNorm,
                      MetaFormerBlock, Stage, build_mixer)
+from .sizes import CONVFORMER_SIZES, POOLFORMER_SIZES, family_table
+
+
+#: The baselines' scales: no LayerScale, ResScale (init 1) in stages 2-3.
+#: Each family adds them, its token mixers and its norm to its generation's
+#: sizes.
+BASELINE = dict(layer_scale_init_value=None,
+                res_scale_init_values=(None, None, 1.0, 1.0))
 
 
 @register_everywhere
@@ -36,7 +44,8 @@ class MetaFormer(DenseBackbone):
 
     The named families (:class:`PoolFormerV2`, :class:`ConvFormer`,
     :class:`CAFormer`, :class:`IdentityFormer`, :class:`RandFormer`) are
-    tables of whole settings (``arch_settings``); :class:`MetaFormer` itself
+    their generation's size table (:mod:`.sizes`) with the family's mixers,
+    norm and scales (``arch_settings``, whole settings); :class:`MetaFormer` itself
     takes a whole setting as a dict, e.g. the PoolFormer paper's hybrid
     ``dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
     token_mixers=['pooling', 'pooling', 'attention', 'attention'],
@@ -85,8 +94,7 @@ class MetaFormer(DenseBackbone):
     arch_optional = ('layer_scale_init_value', 'res_scale_init_values')
     #: What :class:`MetaFormer`'s arch dict may leave out: the baselines'
     #: scales (no LayerScale, ResScale in stages 2-3).
-    arch_defaults = dict(layer_scale_init_value=None,
-                         res_scale_init_values=(None, None, 1.0, 1.0))
+    arch_defaults = BASELINE
 
     def __init__(self,
                  arch: Union[str, dict] = None,
@@ -154,37 +162,15 @@ class MetaFormer(DenseBackbone):
         return arch
 
 
-# Repeated columns of the tables below.
-POOLING, IDENTITY = ('pooling', ) * 4, ('identity', ) * 4
-RANDOM = ('identity', 'identity', 'random', 'random')
-SEPCONV = ('sepconv', ) * 4
-SEPCONV_ATTENTION = ('sepconv', 'sepconv', 'attention', 'attention')
-RES23 = (None, None, 1.0, 1.0)  # ResScale (init 1) in stages 2-3
-
-
 @register_everywhere
 class PoolFormerV2(MetaFormer):
     """PoolFormerV2: pooling in every stage, GroupNorm(1)-like norms. See
     :class:`MetaFormer` for the arguments."""
 
     default_arch = 's12'
-    arch_settings = {
-        's12': dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
-                    token_mixers=POOLING, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's24': dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512),
-                    token_mixers=POOLING, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's36': dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512),
-                    token_mixers=POOLING, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm36': dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768),
-                    token_mixers=POOLING, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
-                    token_mixers=POOLING, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-    }
+    arch_settings = family_table(POOLFORMER_SIZES,
+                                 token_mixers=('pooling', ) * 4,
+                                 norm='sample', **BASELINE)
 
 
 @register_everywhere
@@ -193,23 +179,9 @@ class IdentityFormer(MetaFormer):
     :class:`MetaFormer` for the arguments."""
 
     default_arch = 's12'
-    arch_settings = {
-        's12': dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
-                    token_mixers=IDENTITY, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's24': dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512),
-                    token_mixers=IDENTITY, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's36': dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512),
-                    token_mixers=IDENTITY, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm36': dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768),
-                    token_mixers=IDENTITY, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
-                    token_mixers=IDENTITY, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-    }
+    arch_settings = family_table(POOLFORMER_SIZES,
+                                 token_mixers=('identity', ) * 4,
+                                 norm='sample', **BASELINE)
 
 
 @register_everywhere
@@ -220,23 +192,10 @@ class RandFormer(MetaFormer):
     See :class:`MetaFormer` for the arguments."""
 
     default_arch = 's12'
-    arch_settings = {
-        's12': dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
-                    token_mixers=RANDOM, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's24': dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512),
-                    token_mixers=RANDOM, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's36': dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512),
-                    token_mixers=RANDOM, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm36': dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768),
-                    token_mixers=RANDOM, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
-                    token_mixers=RANDOM, norm='sample',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-    }
+    arch_settings = family_table(
+        POOLFORMER_SIZES,
+        token_mixers=('identity', 'identity', 'random', 'random'),
+        norm='sample', **BASELINE)
 
 
 @register_everywhere
@@ -245,20 +204,9 @@ class ConvFormer(MetaFormer):
     channels. See :class:`MetaFormer` for the arguments."""
 
     default_arch = 's18'
-    arch_settings = {
-        's18': dict(depths=(3, 3, 9, 3), dims=(64, 128, 320, 512),
-                    token_mixers=SEPCONV, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's36': dict(depths=(3, 12, 18, 3), dims=(64, 128, 320, 512),
-                    token_mixers=SEPCONV, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm36': dict(depths=(3, 12, 18, 3), dims=(96, 192, 384, 576),
-                    token_mixers=SEPCONV, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'b36': dict(depths=(3, 12, 18, 3), dims=(128, 256, 512, 768),
-                    token_mixers=SEPCONV, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-    }
+    arch_settings = family_table(CONVFORMER_SIZES,
+                                 token_mixers=('sepconv', ) * 4,
+                                 norm='channel', **BASELINE)
 
 
 @register_everywhere
@@ -268,17 +216,7 @@ class CAFormer(MetaFormer):
     arguments."""
 
     default_arch = 's18'
-    arch_settings = {
-        's18': dict(depths=(3, 3, 9, 3), dims=(64, 128, 320, 512),
-                    token_mixers=SEPCONV_ATTENTION, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        's36': dict(depths=(3, 12, 18, 3), dims=(64, 128, 320, 512),
-                    token_mixers=SEPCONV_ATTENTION, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'm36': dict(depths=(3, 12, 18, 3), dims=(96, 192, 384, 576),
-                    token_mixers=SEPCONV_ATTENTION, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-        'b36': dict(depths=(3, 12, 18, 3), dims=(128, 256, 512, 768),
-                    token_mixers=SEPCONV_ATTENTION, norm='channel',
-                    layer_scale_init_value=None, res_scale_init_values=RES23),
-    }
+    arch_settings = family_table(
+        CONVFORMER_SIZES,
+        token_mixers=('sepconv', 'sepconv', 'attention', 'attention'),
+        norm='channel', **BASELINE)

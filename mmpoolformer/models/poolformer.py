@@ -14,6 +14,7 @@ from ..weights import convert
 from . import fused as fast
 from .base import DenseBackbone, check_number
 from .layers import Mlp, Pooling, Stage, stochastic_depth
+from .sizes import POOLFORMER_SIZES
 
 
 class PoolFormerBlock(nn.Module):
@@ -216,18 +217,11 @@ class PoolFormer(DenseBackbone):
             the same as a ``Pretrained`` ``init_cfg``. Defaults to None.
     """
 
+    #: The sizes PoolFormerV2, IdentityFormer and RandFormer share, with
+    #: PoolFormer's LayerScale init (:mod:`.sizes`).
     arch_settings: Dict[str, dict] = {
-        's12': dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512),
-                    layer_scale_init_value=1e-5),
-        's24': dict(depths=(4, 4, 12, 4), dims=(64, 128, 320, 512),
-                    layer_scale_init_value=1e-5),
-        's36': dict(depths=(6, 6, 18, 6), dims=(64, 128, 320, 512),
-                    layer_scale_init_value=1e-6),
-        'm36': dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768),
-                    layer_scale_init_value=1e-6),
-        'm48': dict(depths=(8, 8, 24, 8), dims=(96, 192, 384, 768),
-                    layer_scale_init_value=1e-6),
-    }
+        name: dict(depths=depths, dims=dims, layer_scale_init_value=scale)
+        for name, (depths, dims, scale) in POOLFORMER_SIZES.items()}
 
     default_arch = 's12'
     arch_optional = ('layer_scale_init_value', )

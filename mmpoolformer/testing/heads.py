@@ -2,8 +2,11 @@
 README's table states them (the tests render the table from ``STOCK_HEADS``
 and compare), and one training step of a model on random targets."""
 import math
+import warnings
 
 import torch
+
+from ..models.base import UnusedOutputWarning
 
 #: Each row: the stock config, the backbone's out_indices, what else must
 #: change for PoolFormer-S12's channels (64, 128, 320, 512), and the strides
@@ -120,9 +123,11 @@ def seg_batch(shapes, num_classes: int = 150, gen=None) -> dict:
 
 def train_step(model, data: dict) -> dict:
     """One forward and backward of ``model`` (in train mode) on ``data``.
-    Returns the loss, the (H, W) of the batch the backbone read, of the
-    backbone's outputs and of the maps the heads read, and the names of
-    the parameters requiring grad that received none."""
+    Returns the loss (summed as training sums it) and the names of its
+    terms, the (H, W) of the batch the backbone read, of the backbone's
+    outputs and of the maps the heads read, the names of the parameters
+    requiring grad that received none, and the backbone's
+    :class:`~mmpoolformer.models.base.UnusedOutputWarning` messages."""
     seen = {}
 
     def keep(name):
@@ -136,21 +141,26 @@ def train_step(model, data: dict) -> dict:
     if getattr(model, 'neck', None) is not None:
         handles.append(model.neck.register_forward_hook(keep('features')))
     try:
-        model.train()
-        for p in model.parameters():
-            p.grad = None
-        data = model.data_preprocessor(data, True)
-        losses = model(**data, mode='loss')
-        loss, _ = model.parse_losses(losses)
-        loss.backward()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always', UnusedOutputWarning)
+            model.train()
+            for p in model.parameters():
+                p.grad = None
+            data = model.data_preprocessor(data, True)
+            losses = model(**data, mode='loss')
+            loss, _ = model.parse_losses(losses)
+            loss.backward()
     finally:
         for handle in handles:
             handle.remove()
-    return dict(loss=loss.item(), input=seen['input'],
+    return dict(loss=loss.item(), losses=sorted(losses),
+                input=seen['input'],
                 backbone=seen['backbone'],
                 features=seen.get('features', seen['backbone']),
                 no_grad=[n for n, p in model.named_parameters()
-                         if p.requires_grad and p.grad is None])
+                         if p.requires_grad and p.grad is None],
+                unused=[str(w.message) for w in caught
+                        if issubclass(w.category, UnusedOutputWarning)])
 
 
 def sizes_at(size, strides):

@@ -2,7 +2,7 @@
 import os.path as osp
 import re
 
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 
 README = osp.join(REPO, 'README.md')
 #: Other documents whose code blocks the tests check as the README's.

@@ -6,14 +6,13 @@ import glob
 import os.path as osp
 
 import pytest
-import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
 
 import mmpoolformer
+from helpers.configs import CONFIGS, build, train_and_predict
 from mmpoolformer.testing.heads import seg_batch
 
-ROOT = osp.join(osp.dirname(__file__), '..', '..', 'configs')
+ROOT = str(CONFIGS)
 ALL_DET = sorted(glob.glob(osp.join(ROOT, 'detection', '*.py')))
 # the UperNet configs are tested in test_upernet_and_sizes.py
 ALL_SEG = sorted(glob.glob(osp.join(ROOT, 'segmentation', 'fpn_*.py')))
@@ -85,28 +84,21 @@ def test_config_sets():
     assert len(DET + SEG) == 2 * 9 + 11
 
 
-def build(cfg, scope):
-    init_default_scope(scope)
-    cfg.model.backbone.init_cfg = None  # no download here
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        from mmseg.registry import MODELS
-        from mmengine.model import revert_sync_batchnorm
-        return revert_sync_batchnorm(MODELS.build(cfg.model))
-    return MODELS.build(cfg.model)
+def check_backbone(cfg, path, out_indices):
+    """The config's backbone: its file name's family and size, their
+    ImageNet weights, ``out_indices``."""
+    bb = cfg.model.backbone
+    kind, url = backbone_of(path)
+    assert (bb.type, bb.arch) == (kind, arch_of(path))
+    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
+    assert bb.out_indices == out_indices
 
 
 @pytest.mark.parametrize('path', DET, ids=osp.basename)
 def test_detection_config(path):
     cfg = Config.fromfile(path)
-    arch = arch_of(path)
-    bb = cfg.model.backbone
-    kind, url = backbone_of(path)
-    assert bb.type == kind and bb.arch == arch
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
     retina = 'retinanet' in path
-    assert bb.out_indices == ((1, 2, 3) if retina else (0, 1, 2, 3))
+    check_backbone(cfg, path, (1, 2, 3) if retina else (0, 1, 2, 3))
     expected_in = dims_of(path)[1:] if retina else dims_of(path)
     assert cfg.model.neck.in_channels == expected_in
     assert cfg.model.neck.num_outs == 5
@@ -134,20 +126,11 @@ def test_detection_config(path):
     metrics = cfg.test_evaluator.metric
     assert metrics == 'bbox' if retina else metrics == ['bbox', 'segm']
 
-    model = build(cfg, 'mmdet')
+    model, _ = build(path)
     from mmdet.testing import demo_mm_inputs
     packed = demo_mm_inputs(2, [[3, 96, 128], [3, 80, 112]], num_items=[2, 1],
                             num_classes=80, with_mask=not retina)
-    data = model.data_preprocessor(packed, True)
-    losses = model(**data, mode='loss')
-    total, _ = model.parse_losses(losses)  # as training sums them
-    assert torch.isfinite(total)
-    total.backward()
-    assert all(p.grad is not None for p in model.backbone.parameters())
-    model.eval()
-    with torch.no_grad():
-        results = model(**model.data_preprocessor(packed, False),
-                        mode='predict')
+    _, results = train_and_predict(model, packed, packed)
     assert len(results) == 2
     assert results[0].pred_instances.bboxes.shape[-1] == 4
     if not retina:
@@ -157,12 +140,7 @@ def test_detection_config(path):
 @pytest.mark.parametrize('path', SEG, ids=osp.basename)
 def test_segmentation_config(path):
     cfg = Config.fromfile(path)
-    arch = arch_of(path)
-    bb = cfg.model.backbone
-    kind, url = backbone_of(path)
-    assert bb.type == kind and bb.arch == arch
-    assert bb.init_cfg == dict(type='Pretrained', checkpoint=url)
-    assert bb.out_indices == (0, 1, 2, 3)
+    check_backbone(cfg, path, (0, 1, 2, 3))
     assert cfg.model.neck.in_channels == dims_of(path)
     assert cfg.model.decode_head.type == 'FPNHead'
     assert cfg.model.decode_head.num_classes == 150
@@ -186,18 +164,8 @@ def test_segmentation_config(path):
     assert cfg.test_pipeline == cfg.test_dataloader.dataset.pipeline
     assert cfg.test_evaluator.iou_metrics == ['mIoU']
 
-    model = build(cfg, 'mmseg')
-    batch = seg_batch([(96, 128), (96, 128)])
-    data = model.data_preprocessor(batch, True)
-    assert data['inputs'].shape[-2:] == (512, 512)  # padded to the crop
-    losses = model(**data, mode='loss')
-    total, _ = model.parse_losses(losses)
-    total.backward()
-    assert torch.isfinite(total)
-    assert all(p.grad is not None for p in model.backbone.parameters())
-    model.eval()
-    batch = seg_batch([(70, 90)])
-    with torch.no_grad():
-        (result, ) = model(**model.data_preprocessor(batch, False),
-                           mode='predict')
+    model, _ = build(path)
+    step, (result, ) = train_and_predict(
+        model, seg_batch([(96, 128), (96, 128)]), seg_batch([(70, 90)]))
+    assert step['input'] == (512, 512)  # padded to the crop
     assert result.pred_sem_seg.data.shape == (1, 70, 90)

@@ -19,7 +19,8 @@ from PIL import Image
 
 from helpers.readme import DOCS, code_blocks, config_blocks, write_configs
 from mmpoolformer.engine.check import pyramid_problems
-from mmpoolformer.testing import REPO, TOOLS
+from helpers.checkout import REPO, TOOLS
+from mmpoolformer.analysis import build_model
 from mmpoolformer.testing import mmpretrain_poolformer, official_state
 from mmpoolformer.testing.heads import random_batch, sizes_at, train_step
 
@@ -106,18 +107,9 @@ SCRIPTS = [(code, line) for code, line in by_language('python')
            if code not in config_blocks().values()]
 
 
-@pytest.fixture
-def tools_cli():
-    spec = importlib.util.spec_from_file_location(
-        'tools_cli', osp.join(TOOLS, 'cli.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize('code, line', SCRIPTS,
                          ids=[f'line{line}' for _, line in SCRIPTS])
-def test_python_example_runs(code, line, tmp_path, monkeypatch, tools_cli):
+def test_python_example_runs(code, line, tmp_path, monkeypatch):
     """The inference example, in a directory holding the files it names:
     ``configs`` (this checkout's), ``demo.jpg`` and checkpoints of the
     configs it loads. Without CUDA, ``cuda:0`` becomes ``cpu``."""
@@ -129,7 +121,7 @@ def test_python_example_runs(code, line, tmp_path, monkeypatch, tools_cli):
             ('configs/segmentation/fpn_poolformer_s12.py',
              'iter_40000.pth')]:
         if ckpt in code:
-            model, _ = tools_cli.build_model(osp.join(REPO, config))
+            model, _ = build_model(osp.join(REPO, config))
             torch.save({'state_dict': model.state_dict(), 'meta': {}},
                        tmp_path / ckpt)
     if not torch.cuda.is_available():
@@ -155,7 +147,6 @@ class Parsed(Exception):
 def parse_tool_args(script, argv, monkeypatch):
     """``tools/<script>``'s argparse namespace for ``argv``, from its own
     ``main``, stopped right after parsing; a rejected option fails."""
-    monkeypatch.syspath_prepend(TOOLS)
     spec = importlib.util.spec_from_file_location(
         f'readme_{script[:-3]}', osp.join(TOOLS, script))
     module = importlib.util.module_from_spec(spec)

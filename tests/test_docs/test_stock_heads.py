@@ -12,7 +12,8 @@ from mmengine.registry import MODELS, init_default_scope
 
 from mmpoolformer.engine import check
 from mmpoolformer.engine.check import pyramid_problems
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
+from mmpoolformer.models.base import unused_outputs_message
 from mmpoolformer.testing.heads import (STOCK_HEADS, random_batch,
                                         sizes_at, stock_heads_table,
                                         stock_model_cfg, train_step)
@@ -73,6 +74,7 @@ def test_stock_head_trains_on_its_grid(name, backbone):
     assert out['input'] == size
     missing = [n for n in out['no_grad'] if n.startswith('backbone.')]
     assert not missing, f'{name}: no gradient in {missing}'
+    assert out['unused'] == []  # the backbone's own check stays silent
     # The maps the heads read are at the row's strides...
     assert out['features'] == sizes_at(size, row['strides']), out
     # ... which are the ones the heads assume (RoI extractors read the
@@ -102,6 +104,10 @@ def test_stock_retinanet_grid_is_wrong_without_start_level():
     assert out['features'] == sizes_at(size, (16, 32, 64, 128, 256))
     assert [n for n in out['no_grad'] if n.startswith('backbone.')] == \
         ['backbone.norm1.weight', 'backbone.norm1.bias']
+    # the backbone says so by itself, as PyramidCheckHook would
+    assert out['unused'] == [unused_outputs_message('PoolFormer', (1, 2, 3),
+                                                    [1])]
+    assert 'output 1 (stride 8, norm1)' in out['unused'][0]
     problems = pyramid_problems(model, out['input'], out['backbone'],
                                 out['features'])
     assert len(problems) == 2, problems
@@ -121,3 +127,6 @@ def test_default_out_indices_leave_norm0_unused_on_stock_retinanet():
     assert out['features'] == sizes_at(size, row['strides'])
     assert [n for n in out['no_grad'] if n.startswith('backbone.')] == \
         ['backbone.norm0.weight', 'backbone.norm0.bias']
+    assert out['unused'] == [unused_outputs_message(
+        'PoolFormer', (0, 1, 2, 3), [0])]
+    assert 'output 0 (stride 4, norm0)' in out['unused'][0]

@@ -10,7 +10,9 @@ import torch
 from helpers.devices import DEVICES
 from mmpoolformer import PoolFormer
 from mmpoolformer.engine.amp import choose_dtype
-from mmpoolformer.testing import randomise, run, shapes_config, tool
+from mmpoolformer.testing import randomise
+from helpers.checkout import run, tool
+from helpers.configs import shapes_config
 
 # Measured on this project's CPU (2x3x96x128, order-1 layer scales, seeds 0
 # and 1): the largest relative error of a stage's output is 5.7e-3 (S12) and

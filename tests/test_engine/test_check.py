@@ -9,7 +9,8 @@ import pytest
 from mmengine.config import Config
 
 from helpers.readme import README, write_configs
-from mmpoolformer.testing import REPO, run, shapes_config, tool
+from helpers.checkout import REPO, run, tool
+from helpers.configs import shapes_config
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,8 @@ def test_wrong_grid_stops_after_iteration_1(tiny_data, tmp_path):
         'disagree' in err
     assert 'bbox_head.prior_generator assumes strides 8, 16, 32, 64, 128' \
         in err
-    assert 'backbone.norm1.weight, backbone.norm1.bias' in err
+    assert 'PoolFormer: output 1 (stride 8, norm1) of out_indices=(1, 2, 3)' \
+        in err
     assert 'start_level=1' in err
     assert 'Epoch(train) [1][2/4]' not in proc.stdout + err
     # The README quotes this message.

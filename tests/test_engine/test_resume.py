@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mmpoolformer.engine import latest_good_checkpoint
-from mmpoolformer.testing import checkout_env, run, shapes_config, tool
+from helpers.checkout import checkout_env, run, tool
+from helpers.configs import shapes_config
 
 EPOCHS = 3
 

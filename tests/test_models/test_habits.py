@@ -7,9 +7,9 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from mmpoolformer import PoolFormer
-from mmpoolformer.testing import (REPO, assert_features_equal,
-                                  mmpretrain_poolformer, official_state,
-                                  randomise)
+from helpers.checkout import REPO
+from mmpoolformer.testing import (assert_features_equal, mmpretrain_poolformer,
+                                  official_state, randomise)
 from mmpoolformer.weights import CheckpointFormatError
 
 X = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(0))

@@ -20,8 +20,8 @@ from mmpoolformer.testing import (TimmFeatures, assert_close,
                                   assert_same_training_step,
                                   official_metaformer,
                                   official_metaformer_state, ours_from,
-                                  randomise, run, timm_metaformer,
-                                  timm_poolformer, tool)
+                                  randomise, timm_metaformer, timm_poolformer)
+from helpers.checkout import run, tool
 from mmpoolformer.weights import CheckpointFormatError
 
 FAMILIES = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import sysconfig
 
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 
 # What a build must not see: outputs of earlier builds and runs.
 NOT_SOURCE = ('.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__',

@@ -2,16 +2,25 @@
 by ``mim search`` and mmengine) is in step with the configs. When a config
 is added or changed, ``python tools/model_index.py`` rewrites it (counting
 FLOPs only where needed)."""
+import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 import yaml
 
 from build_env import REPO
 
-sys.path.insert(0, osp.join(REPO, 'tools'))
-import model_index  # noqa: E402
+
+def _tool(name):
+    """``tools/NAME.py`` as a module (a checkout-only script, not shipped)."""
+    spec = importlib.util.spec_from_file_location(
+        f'tools_{name}', osp.join(REPO, 'tools', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+model_index = _tool('model_index')
 
 CONFIGS = [p for task in model_index.TASKS for p in model_index.configs(task)]
 # FLOPs counting takes 10-60 s a config on a CPU (70 configs: most of an

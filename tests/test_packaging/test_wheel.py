@@ -18,8 +18,8 @@ import torch
 from build_env import (REPO, copy_checkout, installed, json_line, run,
                        stack_venv)
 from mmpoolformer import __version__
-from mmpoolformer.testing import (make_dataset, mmpretrain_poolformer,
-                                  official_state)
+from mmpoolformer.datasets import make_dataset
+from mmpoolformer.testing import mmpretrain_poolformer, official_state
 
 pytestmark = pytest.mark.slow
 MIM = 'mmpoolformer/.mim/'

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmpoolformer.testing import make_dataset, run, tool
+from mmpoolformer.datasets import make_dataset
+from helpers.checkout import run, tool
 
 
 def test_generator_is_deterministic_and_valid(tmp_path):

@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from mmpoolformer.testing import REPO, run, shapes_config, tool
+from helpers.checkout import REPO, run, tool
+from helpers.configs import shapes_config
 
 pytestmark = pytest.mark.slow
 
@@ -30,19 +31,25 @@ def log(cmd, cwd, env=None):
     return proc.stdout + proc.stderr
 
 
+def trained(tmp_path_factory, task, data, **changes):
+    """(config, work dir) of the demo's ``task`` config with ``changes``,
+    trained on its tiny schedule by tools/train.py."""
+    tmp = tmp_path_factory.mktemp(task)
+    cfg = shapes_config(tmp / 'cfg.py', task, data, **changes)
+    work = tmp / 'work'
+    run(tool('train.py', cfg, '--work-dir', work), tmp)
+    return cfg, work
+
+
 @pytest.fixture(scope='module')
 def det_run(tiny_data, tmp_path_factory):
     """Mask R-CNN S12 trained 2 epochs by tools/train.py."""
-    tmp = tmp_path_factory.mktemp('det')
-    cfg = shapes_config(
-        tmp / 'cfg.py', 'det', tiny_data,
+    return trained(
+        tmp_path_factory, 'det', tiny_data,
         model_from='mask_rcnn_poolformer_s12.py',
         model=dict(roi_head=dict(bbox_head=dict(num_classes=3),
                                  mask_head=dict(num_classes=3)),
                    test_cfg=dict(rcnn=dict(score_thr=0.0))))
-    work = tmp / 'work'
-    run(tool('train.py', cfg, '--work-dir', work), tmp)
-    return cfg, work
 
 
 def test_det_train_then_test(det_run, tmp_path):
@@ -128,11 +135,8 @@ def test_dist_train_two_cpu_processes_det(tiny_data, tmp_path):
 
 @pytest.fixture(scope='module')
 def seg_run(tiny_data, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp('seg')
-    cfg = shapes_config(tmp / 'cfg.py', 'seg', tiny_data)
-    work = tmp / 'work'
-    run(tool('train.py', cfg, '--work-dir', work), tmp)
-    return cfg, work
+    """The demo's Semantic FPN S12 trained 4 iterations by tools/train.py."""
+    return trained(tmp_path_factory, 'seg', tiny_data)
 
 
 def test_seg_train_then_test(seg_run, tmp_path):

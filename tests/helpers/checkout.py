@@ -6,7 +6,7 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-#: The checkout this package was imported from (tests run from a checkout).
+#: The checkout the tests run from.
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOLS = osp.join(REPO, 'tools')
 

@@ -1,10 +1,10 @@
-"""A small, seeded dataset of shapes on textured backgrounds.
+"""The demo's data: a small, seeded set of shapes on textured backgrounds.
 
 Writes the same images in COCO instance format (boxes and polygon masks) and
-ADE20K semantic format, each with a train and a held-out split, so that the
-real mmdet/mmseg datasets, metrics and our configs run on it::
+ADE20K's semantic format, each with a train and a held-out split, so that
+the real mmdet/mmseg datasets, metrics and our configs run on it::
 
-    python -m mmpoolformer.testing.synthetic data/synthetic --train 64 --val 16
+    python -m mmpoolformer.datasets.shapes data/shapes --train 64 --val 16
 
 Layout under ROOT::
 
@@ -13,9 +13,11 @@ Layout under ROOT::
     ade/ADEChallengeData2016/images/{training,validation}/*.jpg
     ade/ADEChallengeData2016/annotations/{training,validation}/*.png
 
-Semantic labels follow ADE20K's convention (0 = ignored, k = class k-1 after
-``reduce_zero_label``): background is 1 ("wall") and the shapes 2-4, so the
-segmentation classes are ADE20K's first four.
+The classes are its own: detection has :data:`SHAPES`, segmentation
+:data:`SEG_CLASSES` (background first). Label maps follow ADE20K's file
+convention (0 = ignored, k = class k-1 after ``reduce_zero_label``), so
+background is 1 and the shapes 2-4. The demo configs name these classes and
+:data:`PALETTE` / :data:`SEG_PALETTE` (a test keeps them in step).
 """
 import argparse
 import json
@@ -25,7 +27,13 @@ import os.path as osp
 import cv2
 import numpy as np
 
+#: Detection classes (COCO category ids 1-3).
 SHAPES = ('circle', 'square', 'triangle')
+#: Segmentation classes: label k + 1 in the files is class k.
+SEG_CLASSES = ('background', ) + SHAPES
+#: Colours (RGB) the visualizers draw the classes in.
+PALETTE = [(220, 20, 60), (0, 130, 230), (20, 200, 60)]
+SEG_PALETTE = [(128, 128, 128)] + PALETTE
 
 
 def _polygon(shape, cx, cy, r):

@@ -1,10 +1,17 @@
 """Configs for tests: the demo's, on the data the tests write, on a tiny
-schedule."""
+schedule; the checkout's configs built without downloads, and one training
+step and prediction of their models."""
 import os.path as osp
+import pathlib
 
+import torch
 from mmengine.config import Config
 
+from mmpoolformer.testing.heads import train_step
 from .checkout import REPO
+
+#: The checkout's configs/.
+CONFIGS = pathlib.Path(REPO) / 'configs'
 
 # The demo configs hold the shapes dataset's settings (configs/demo/); the
 # tests' configs are made from them, with the data they write and a tiny
@@ -61,3 +68,55 @@ def shapes_config(path, task, data, model_from=None, **changes):
     cfg.default_hooks.logger.interval = 1
     cfg.dump(str(path))
     return str(path)
+
+
+def build(path, size=None, **backbone):
+    """The model of config ``path`` (mmdet or mmseg) with random weights (no
+    download) and ``backbone`` changes; a segmentor pads to ``size`` if
+    given. Returns (model, cfg)."""
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(str(path))
+    scope = cfg.default_scope
+    init_default_scope(scope)
+    cfg.model.backbone.init_cfg = None  # no download here
+    cfg.model.backbone.update(backbone)
+    if scope == 'mmdet':
+        from mmdet.registry import MODELS
+        return MODELS.build(cfg.model), cfg
+    from mmengine.model import revert_sync_batchnorm
+    from mmseg.registry import MODELS
+    if size is not None:
+        cfg.model.data_preprocessor.size = size
+    return revert_sync_batchnorm(MODELS.build(cfg.model)), cfg
+
+
+_segmentors = {}
+
+
+def build_segmentor(path, **backbone):
+    """:func:`build` of a segmentor padding to 64x64, kept for the next
+    test that asks for the same one (the optimizer tests read many)."""
+    key = (str(path), tuple(sorted(backbone.items())))
+    if key not in _segmentors:
+        _segmentors[key] = build(path, (64, 64), **backbone)
+    return _segmentors[key]
+
+
+def train_and_predict(model, train, test, every_parameter=False):
+    """One training step of ``model`` on the batch ``train`` (loss summed
+    as training sums it, backward), checked: a finite loss, a gradient
+    for every backbone parameter (every parameter with
+    ``every_parameter``) and no unused-output warning; then ``model``'s predictions for ``test``.
+    Returns (:func:`~mmpoolformer.testing.heads.train_step`'s report,
+    predictions)."""
+    step = train_step(model, train)
+    assert torch.isfinite(torch.tensor(step['loss'])), step['loss']
+    missing = [n for n in step['no_grad']
+               if every_parameter or n.startswith('backbone.')]
+    assert not missing, f'no gradient: {missing}'
+    assert not step['unused'], step['unused']  # the backbone's own check
+    model.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        return step, model(**model.data_preprocessor(test, False),
+                           mode='predict')
