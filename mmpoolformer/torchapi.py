@@ -55,6 +55,22 @@ else:
         return torch._dynamo.is_compiling()
 
 
+# torch.fx's own test (torch.export counts as compiling)
+_fx_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing',
+                      torch.fx._symbolic_trace.is_fx_tracing)
+
+
+def is_tracing() -> bool:
+    """Whether the caller is being traced rather than run: TorchScript
+    (``torch.jit.trace``/``script``, the TorchScript ONNX exporter, and
+    mmengine's FLOP counter, which traces with ``torch.jit``), dynamo
+    (``torch.compile``, ``torch.export`` and the dynamo ONNX exporter) or
+    ``torch.fx``."""
+    return (torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch.onnx.is_in_onnx_export()
+            or is_compiling() or _fx_tracing())
+
+
 def compile_module(module: torch.nn.Module, **options) -> None:
     """``module.compile(**options)`` (torch >= 2.2), or, before, its
     ``forward`` replaced by the compiled one. torch 2.0 compiles nothing

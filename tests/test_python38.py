@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 
 SOURCES = ['mmpoolformer', 'tools', 'configs', 'setup.py']
 

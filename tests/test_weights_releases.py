@@ -12,12 +12,12 @@ import pytest
 import torch
 from mmengine.runner import load_checkpoint
 
+from helpers.checkout import REPO, TOOLS
+from helpers.releases import RELEASES, authors_release, build, outputs
 from mmpoolformer import PoolFormer
 from mmpoolformer.models.base import DenseBackbone
-from mmpoolformer.testing import (REPO, TOOLS, assert_close,
-                                  mmpretrain_poolformer, official_state)
-from mmpoolformer.testing.releases import (RELEASES, authors_release, build,
-                                           outputs)
+from mmpoolformer.testing import (assert_close, mmpretrain_poolformer,
+                                  official_state)
 from mmpoolformer.weights import CheckpointFormatError
 
 X = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(5))
@@ -240,8 +240,8 @@ def shapes_release(task, data, tmp_path):
     """A release-layout file for the demo's model of ``task`` (3 classes),
     and its config: the RetinaNet without ``norm0`` (FORK_LAST3)."""
     from mmengine.config import Config
-    from mmpoolformer.testing import shapes_config
-    from mmpoolformer.testing.releases import mmcv1_meta, randomise_heads
+    from helpers.configs import shapes_config
+    from helpers.releases import mmcv1_meta, randomise_heads
     changes = dict(model=dict(test_cfg=dict(score_thr=0.0))) \
         if task == 'det' else {}
     cfg = shapes_config(tmp_path / 'cfg.py', task, data, **changes)
@@ -289,7 +289,7 @@ def test_test_tools_read_the_release(task, tiny_data, tmp_path):
     its conversion by tools/convert_weights.py (a strict load), and the
     library's own tools/test.py the same metrics."""
     import json
-    from mmpoolformer.testing import run, tool
+    from helpers.checkout import run, tool
     cfg, release = shapes_release(task, tiny_data, tmp_path)
     converted = tmp_path / 'converted.pth'
     run(tool('convert_weights.py', release, converted), tmp_path)

@@ -13,6 +13,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..torchapi import is_tracing
 from ..weights import fit_backbone, load_pretrained
 
 
@@ -58,15 +59,6 @@ def unused_outputs_message(owner: str, out_indices: Sequence[int],
             f'make the neck read {"it" if one else "them"} (an FPN from '
             f'its first input: start_level=0) or select only what it reads '
             f"(out_indices={keep}, the neck's in_channels to match)")
-
-
-def _traced() -> bool:
-    """Whether the forward is being traced or compiled, not run."""
-    compiler = getattr(torch, 'compiler', None)  # torch >= 2.1
-    compiling = compiler.is_compiling() if hasattr(
-        compiler, 'is_compiling') else torch._dynamo.is_compiling()
-    return compiling or torch.jit.is_tracing() or torch.jit.is_scripting() \
-        or torch.onnx.is_in_onnx_export()
 
 
 class DenseBackbone(BaseModule):
@@ -370,7 +362,7 @@ class DenseBackbone(BaseModule):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem(self._pad_input(x))
         watch = not self._outputs_checked and self.training and \
-            torch.is_grad_enabled() and not _traced()
+            torch.is_grad_enabled() and not is_tracing()
         if watch:
             self._outputs_checked = True
             x, outs_seen = self._watch(x)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from ..torchapi import autocast_enabled, is_compiling
+from ..torchapi import autocast_enabled, is_tracing
 
 _CL = torch.channels_last
 
@@ -183,22 +183,15 @@ class FusedBlock(torch.autograd.Function):
 
 
 MODES = (True, False, 'auto')
-# torch.fx's own test (torch.export counts as compiling, in _tracing below)
-_fx_tracing = getattr(torch.fx._symbolic_trace, 'is_fx_symbolic_tracing',
-                      torch.fx._symbolic_trace.is_fx_tracing)
 
 
 def _tracing() -> bool:
-    """Whether the forward is being traced rather than run: TorchScript
-    (``torch.jit.trace``/``script``, the TorchScript ONNX exporter, and
-    mmengine's FLOP counter, which traces with ``torch.jit``), dynamo
-    (``torch.compile``, ``torch.export`` and the dynamo ONNX exporter) or
-    ``torch.fx``. A tracer sees the autograd function as one opaque node:
-    exporters fail on it, FLOP counters skip it, and inductor fuses the
-    op-by-op block better than the hand-fused one."""
-    return (torch.jit.is_tracing() or torch.jit.is_scripting()
-            or torch.onnx.is_in_onnx_export()
-            or is_compiling() or _fx_tracing())
+    """Whether the forward is being traced rather than run
+    (:func:`mmpoolformer.torchapi.is_tracing`). A tracer sees the autograd
+    function as one opaque node: exporters fail on it, FLOP counters skip
+    it, and inductor fuses the op-by-op block better than the hand-fused
+    one."""
+    return is_tracing()
 
 
 #: How many times each path is timed: interleaved, the first round's

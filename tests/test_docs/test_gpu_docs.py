@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers.readme import FENCE
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 from mmpoolformer.testing import benchmark as bench
 from test_readme import check_command
 
@@ -106,7 +106,7 @@ def test_cuda_test_files_import_without_openmmlab_task_libraries():
     """The GPU machine has mmengine and mmcv (the bundle) but no mmdet,
     mmseg or mmpretrain: the device command's test files import without
     them (importing one is an error here)."""
-    from mmpoolformer.testing import run
+    from helpers.checkout import run
     blocker = ('import sys\n'
                'class Block:\n'
                '    def find_spec(self, name, path=None, target=None):\n'

@@ -9,7 +9,7 @@ import os.path as osp
 import pytest
 import torch
 
-from mmpoolformer.testing import TOOLS, run, tool
+from helpers.checkout import TOOLS, run, tool
 from mmpoolformer.testing import benchmark as bench
 
 

@@ -8,8 +8,9 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from mmpoolformer.testing import mmpretrain_poolformer
+
 from .checkout import REPO
-from .reference import mmpretrain_poolformer
 
 #: name -> (our config, the authors' output stages as mmpretrain numbers
 #: them (network index), whether the file carries apex's ``amp`` entry).
