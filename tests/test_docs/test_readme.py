@@ -1,12 +1,14 @@
-"""Every fenced code block of README.md runs here: config examples are built
-and trained for one step, Python scripts run, and shell commands are checked
+"""Every fenced code block of every documentation page (README.md,
+docs/*.md, configs/*/README.md) runs here: config examples are built and
+trained for one step, Python scripts run, shell commands are checked
 (scripts and configs exist, the tools' argument parsers accept the options,
-``--cfg-options`` keys exist in the config)."""
+``--cfg-options`` keys exist in the config), and citations parse."""
 import argparse
 import glob
 import importlib.util
 import os
 import os.path as osp
+import re
 import shlex
 
 import numpy as np
@@ -24,18 +26,27 @@ from mmpoolformer.testing import mmpretrain_poolformer, official_state
 from mmpoolformer.testing.heads import random_batch, sizes_at, train_step
 
 BLOCKS = code_blocks()
-LANGUAGES = ('python', 'bash', 'text')
+#: ``text`` blocks are output, quoted (checked where the output is made).
+LANGUAGES = ('python', 'bash', 'text', 'bibtex')
 
 
 def by_language(lang):
-    return [(code, line) for lg, code, line in BLOCKS if lg == lang]
+    """[(code, 'page:line')] of the blocks in ``lang``."""
+    return [(code, f'{page}:{line}') for page, lg, code, line in BLOCKS
+            if lg == lang]
+
+
+def test_every_page_has_blocks():
+    pages = {page for page, *_ in BLOCKS}
+    assert {'README.md', 'docs/usage.md', 'docs/tools.md',
+            'configs/detection/README.md'} <= pages, pages
 
 
 def test_every_block_has_a_language_the_tests_know():
-    assert BLOCKS, 'no code blocks found in README.md'
-    unknown = [(lang, line) for lang, _, line in BLOCKS
+    assert BLOCKS, 'no code blocks found in the pages'
+    unknown = [(lang, f'{page}:{line}') for page, lang, _, line in BLOCKS
                if lang not in LANGUAGES]
-    assert not unknown, f'README blocks (language, line) not tested: ' \
+    assert not unknown, f'blocks (language, page:line) not tested: ' \
         f'{unknown}; tag them one of {LANGUAGES}'
 
 
@@ -116,7 +127,7 @@ def tools_cli():
 
 
 @pytest.mark.parametrize('code, line', SCRIPTS,
-                         ids=[f'line{line}' for _, line in SCRIPTS])
+                         ids=[line for _, line in SCRIPTS])
 def test_python_example_runs(code, line, tmp_path, monkeypatch, tools_cli):
     """The inference example, in a directory holding the files it names:
     ``configs`` (this checkout's), ``demo.jpg`` and checkpoints of the
@@ -137,7 +148,7 @@ def test_python_example_runs(code, line, tmp_path, monkeypatch, tools_cli):
         code = code.replace("device='cuda:0'", "device='cpu'")
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, f'README.md:{line}', 'exec'), namespace)
+    exec(compile(code, line, 'exec'), namespace)
     # the files it says it writes
     written = {"out_file='seg.png'": 'seg.png',
                "out_dir='out/'": 'out/vis/demo.jpg'}
@@ -229,11 +240,15 @@ OTHER = {'pip': ('install', 'uninstall', 'download', 'wheel', 'show'),
 
 
 MIM = ('train', 'test', 'run', 'search')
+# mim's own package commands, as for pip: only the subcommand is checked.
+MIM_OTHER = ('install', )
 
 
 def check_mim(tokens):
     """``mim SUBCOMMAND mmpoolformer ...``: the tool run exists in tools/,
     and a config given is one of the README's examples or one of ours."""
+    if tokens[1] in MIM_OTHER:
+        return
     assert tokens[1] in MIM and tokens[2] == 'mmpoolformer', tokens
     args = tokens[3:]
     if tokens[1] == 'run':
@@ -255,6 +270,12 @@ def check_command(tokens, monkeypatch):
         tokens = tokens[2:]
     if tokens[0] == 'mim':
         check_mim(tokens)
+        return
+    if tokens[:3] == ['python', '-m', 'pytest']:
+        paths = [t for t in tokens[3:] if not t.startswith('-')]
+        for path in paths:
+            assert osp.exists(osp.join(REPO, path.split('::')[0])), \
+                f'no test path {path}'
         return
     if tokens[0] in OTHER:
         allowed = OTHER[tokens[0]]
@@ -294,10 +315,10 @@ BASH = by_language('bash')
 
 
 @pytest.mark.parametrize('code, line', BASH,
-                         ids=[f'line{line}' for _, line in BASH])
+                         ids=[line for _, line in BASH])
 def test_shell_example_is_well_formed(code, line, monkeypatch):
     found = list(commands(code))
-    assert found, f'README.md:{line}: no command'
+    assert found, f'{line}: no command'
     for tokens in found:
         check_command(tokens, monkeypatch)
 
@@ -317,8 +338,54 @@ def test_shell_check_catches_mistakes(monkeypatch):
         'mim run mmpoolformer get_flop my_detector.py',
         'mim train mmdet my_detector.py',
         'mim train mmpoolformer no_such_config.py',
+        'mim instal mmcv==2.1.0',
+        'python -m pytest tests/test_no_such_dir -q',
+        'python -m pytst tests',
     ]
     for command in bad:
         tokens = next(commands(command))
         with pytest.raises((AssertionError, pytest.fail.Exception)):
             check_command(tokens, monkeypatch)
+
+
+# -- citations ---------------------------------------------------------------
+
+BIBTEX = by_language('bibtex')
+ENTRY = re.compile(r'@(\w+)\{(\w+),\n((?:  \w+=\{.*\},?\n)+)\}\s*')
+
+
+def bibtex_entries(code):
+    """{key: {field: value}} of a bibtex block; every line must belong to
+    an entry of ``  field={value},`` lines with balanced braces."""
+    entries, pos = {}, 0
+    while pos < len(code):
+        m = ENTRY.match(code, pos)
+        assert m, f'not a bibtex entry: {code[pos:pos + 80]!r}'
+        fields, lines = {}, m.group(3).splitlines()
+        for i, ln in enumerate(lines):
+            # a comma after every field but the last
+            assert ln.endswith(',') == (i < len(lines) - 1), ln
+            name, value = ln.strip().rstrip(',').split('=', 1)
+            assert value.count('{') == value.count('}'), ln
+            fields[name] = value[1:-1]
+        entries[m.group(2)] = fields
+        pos = m.end()
+    return entries
+
+
+@pytest.mark.parametrize('code, line', BIBTEX,
+                         ids=[line for _, line in BIBTEX])
+def test_citation_parses(code, line):
+    entries = bibtex_entries(code)
+    assert entries, line
+    for key, fields in entries.items():
+        assert {'title', 'author', 'year'} <= set(fields), (line, key)
+
+
+def test_citation_check_catches_mistakes():
+    good = BIBTEX[0][0]
+    for bad in [good.replace('},\n', '}\n', 1),
+                good.replace('title={', 'title={{', 1),
+                good.replace('@', '', 1)]:
+        with pytest.raises(AssertionError):
+            bibtex_entries(bad)
