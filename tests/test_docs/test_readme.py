@@ -1,12 +1,14 @@
-"""Every fenced code block of README.md runs here: config examples are built
-and trained for one step, Python scripts run, and shell commands are checked
+"""Every fenced code block of every documentation page (README.md,
+docs/*.md, configs/*/README.md) runs here: config examples are built and
+trained for one step, Python scripts run, shell commands are checked
 (scripts and configs exist, the tools' argument parsers accept the options,
-``--cfg-options`` keys exist in the config)."""
+``--cfg-options`` keys exist in the config), and citations parse."""
 import argparse
 import glob
 import importlib.util
 import os
 import os.path as osp
+import re
 import shlex
 
 import numpy as np
@@ -14,10 +16,11 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
 from mmengine.registry import MODELS, init_default_scope
 from PIL import Image
 
-from helpers.readme import DOCS, code_blocks, config_blocks, write_configs
+from helpers.readme import code_blocks, config_blocks, write_configs
 from mmpoolformer.engine.check import pyramid_problems
 from helpers.checkout import REPO, TOOLS
 from mmpoolformer.analysis import build_model
@@ -25,18 +28,27 @@ from mmpoolformer.testing import mmpretrain_poolformer, official_state
 from mmpoolformer.testing.heads import random_batch, sizes_at, train_step
 
 BLOCKS = code_blocks()
-LANGUAGES = ('python', 'bash', 'text')
+#: ``text`` blocks are output, quoted (checked where the output is made).
+LANGUAGES = ('python', 'bash', 'text', 'bibtex')
 
 
 def by_language(lang):
-    return [(code, line) for lg, code, line in BLOCKS if lg == lang]
+    """[(code, 'page:line')] of the blocks in ``lang``."""
+    return [(code, f'{page}:{line}') for page, lg, code, line in BLOCKS
+            if lg == lang]
+
+
+def test_every_page_has_blocks():
+    pages = {page for page, *_ in BLOCKS}
+    assert {'README.md', 'docs/usage.md', 'docs/tools.md',
+            'configs/detection/README.md'} <= pages, pages
 
 
 def test_every_block_has_a_language_the_tests_know():
-    assert BLOCKS, 'no code blocks found in README.md'
-    unknown = [(lang, line) for lang, _, line in BLOCKS
+    assert BLOCKS, 'no code blocks found in the pages'
+    unknown = [(lang, f'{page}:{line}') for page, lang, _, line in BLOCKS
                if lang not in LANGUAGES]
-    assert not unknown, f'README blocks (language, line) not tested: ' \
+    assert not unknown, f'blocks (language, page:line) not tested: ' \
         f'{unknown}; tag them one of {LANGUAGES}'
 
 
@@ -108,7 +120,7 @@ SCRIPTS = [(code, line) for code, line in by_language('python')
 
 
 @pytest.mark.parametrize('code, line', SCRIPTS,
-                         ids=[f'line{line}' for _, line in SCRIPTS])
+                         ids=[line for _, line in SCRIPTS])
 def test_python_example_runs(code, line, tmp_path, monkeypatch):
     """The inference example, in a directory holding the files it names:
     ``configs`` (this checkout's), ``demo.jpg`` and checkpoints of the
@@ -129,13 +141,34 @@ def test_python_example_runs(code, line, tmp_path, monkeypatch):
         code = code.replace("device='cuda:0'", "device='cpu'")
     monkeypatch.chdir(tmp_path)
     namespace = {}
-    exec(compile(code, f'README.md:{line}', 'exec'), namespace)
+    exec(compile(code, line, 'exec'), namespace)
     # the files it says it writes
     written = {"out_file='seg.png'": 'seg.png',
                "out_dir='out/'": 'out/vis/demo.jpg'}
     for option, path in written.items():
         if option in code:
             assert (tmp_path / path).is_file(), path
+
+
+FRAGMENTS = [(code, line) for code, line in SCRIPTS
+             if code.startswith('optim_wrapper = ')]
+
+
+@pytest.mark.parametrize('code, line', FRAGMENTS,
+                         ids=[line for _, line in FRAGMENTS])
+def test_optim_wrapper_example_builds(code, line):
+    """The depth-decay fragment, put into the UperNet config it is written
+    for, builds an optimizer whose backbone groups decay below the base
+    rate while the heads keep it."""
+    namespace = {}
+    exec(compile(code, line, 'exec'), namespace)
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'segmentation', 'upernet_convformer_s18.py'))
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    wrapper = build_optim_wrapper(model, namespace['optim_wrapper'])
+    lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
+    assert len(lrs) > 2 and lrs[-1] == pytest.approx(1e-4), lrs
 
 
 # -- shell commands ----------------------------------------------------------
@@ -222,11 +255,15 @@ OTHER = {'pip': ('install', 'uninstall', 'download', 'wheel', 'show'),
 
 
 MIM = ('train', 'test', 'run', 'search')
+# mim's own package commands, as for pip: only the subcommand is checked.
+MIM_OTHER = ('install', )
 
 
 def check_mim(tokens):
     """``mim SUBCOMMAND mmpoolformer ...``: the tool run exists in tools/,
     and a config given is one of the README's examples or one of ours."""
+    if tokens[1] in MIM_OTHER:
+        return
     assert tokens[1] in MIM and tokens[2] == 'mmpoolformer', tokens
     args = tokens[3:]
     if tokens[1] == 'run':
@@ -248,6 +285,12 @@ def check_command(tokens, monkeypatch):
         tokens = tokens[2:]
     if tokens[0] == 'mim':
         check_mim(tokens)
+        return
+    if tokens[:3] == ['python', '-m', 'pytest']:
+        paths = [t for t in tokens[3:] if not t.startswith('-')]
+        for path in paths:
+            assert osp.exists(osp.join(REPO, path.split('::')[0])), \
+                f'no test path {path}'
         return
     if tokens[0] in OTHER:
         allowed = OTHER[tokens[0]]
@@ -292,25 +335,10 @@ BASH = by_language('bash')
 
 
 @pytest.mark.parametrize('code, line', BASH,
-                         ids=[f'line{line}' for _, line in BASH])
+                         ids=[line for _, line in BASH])
 def test_shell_example_is_well_formed(code, line, monkeypatch):
     found = list(commands(code))
-    assert found, f'README.md:{line}: no command'
-    for tokens in found:
-        check_command(tokens, monkeypatch)
-
-
-DOC_BLOCKS = [(osp.relpath(path, REPO), lang, code, line)
-              for path in DOCS for lang, code, line in code_blocks(path)]
-
-
-@pytest.mark.parametrize('doc, lang, code, line', DOC_BLOCKS,
-                         ids=[f'{d}:{n}' for d, _, _, n in DOC_BLOCKS])
-def test_other_docs_shell_blocks(doc, lang, code, line, monkeypatch):
-    """The configs' READMEs hold shell blocks only, checked as above."""
-    assert lang == 'bash', f'{doc}:{line}: a {lang!r} block is not tested'
-    found = list(commands(code))
-    assert found, f'{doc}:{line}: no command'
+    assert found, f'{line}: no command'
     for tokens in found:
         check_command(tokens, monkeypatch)
 
@@ -332,8 +360,54 @@ def test_shell_check_catches_mistakes(monkeypatch):
         'mim train mmpoolformer no_such_config.py',
         'tools/gpu_bundle.sh .whl extra',
         'python tools/benchmark.py --matrix cpu --out x',
+        'mim instal mmcv==2.1.0',
+        'python -m pytest tests/test_no_such_dir -q',
+        'python -m pytst tests',
     ]
     for command in bad:
         tokens = next(commands(command))
         with pytest.raises((AssertionError, pytest.fail.Exception)):
             check_command(tokens, monkeypatch)
+
+
+# -- citations ---------------------------------------------------------------
+
+BIBTEX = by_language('bibtex')
+ENTRY = re.compile(r'@(\w+)\{(\w+),\n((?:  \w+=\{.*\},?\n)+)\}\s*')
+
+
+def bibtex_entries(code):
+    """{key: {field: value}} of a bibtex block; every line must belong to
+    an entry of ``  field={value},`` lines with balanced braces."""
+    entries, pos = {}, 0
+    while pos < len(code):
+        m = ENTRY.match(code, pos)
+        assert m, f'not a bibtex entry: {code[pos:pos + 80]!r}'
+        fields, lines = {}, m.group(3).splitlines()
+        for i, ln in enumerate(lines):
+            # a comma after every field but the last
+            assert ln.endswith(',') == (i < len(lines) - 1), ln
+            name, value = ln.strip().rstrip(',').split('=', 1)
+            assert value.count('{') == value.count('}'), ln
+            fields[name] = value[1:-1]
+        entries[m.group(2)] = fields
+        pos = m.end()
+    return entries
+
+
+@pytest.mark.parametrize('code, line', BIBTEX,
+                         ids=[line for _, line in BIBTEX])
+def test_citation_parses(code, line):
+    entries = bibtex_entries(code)
+    assert entries, line
+    for key, fields in entries.items():
+        assert {'title', 'author', 'year'} <= set(fields), (line, key)
+
+
+def test_citation_check_catches_mistakes():
+    good = BIBTEX[0][0]
+    for bad in [good.replace('},\n', '}\n', 1),
+                good.replace('title={', 'title={{', 1),
+                good.replace('@', '', 1)]:
+        with pytest.raises(AssertionError):
+            bibtex_entries(bad)

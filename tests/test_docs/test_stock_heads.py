@@ -1,4 +1,4 @@
-"""The README's table of stock heads: each row, built from mmdet's or
+"""docs/usage.md's table of stock heads: each row, built from mmdet's or
 mmseg's own config with our backbone swapped in, trains one step with a
 gradient in every backbone parameter, on a pyramid at the strides its head
 assumes."""
@@ -32,10 +32,10 @@ CASES = [(name, S12) for name in ROWS] + [
 ]
 
 
-def test_readme_table_is_the_tested_one():
-    with open(osp.join(REPO, 'README.md')) as f:
-        readme = f.read()
-    assert stock_heads_table() in readme
+def test_usage_table_is_the_tested_one():
+    with open(osp.join(REPO, 'docs', 'usage.md')) as f:
+        page = f.read()
+    assert stock_heads_table() in page
 
 
 def build(row, backbone, size):
@@ -117,7 +117,7 @@ def test_stock_retinanet_grid_is_wrong_without_start_level():
 
 
 def test_default_out_indices_leave_norm0_unused_on_stock_retinanet():
-    """The README's DDP caveat: all four outputs into the stock FPN
+    """docs/usage.md's DDP caveat: all four outputs into the stock FPN
     (start_level=1) give the right strides, but norm0 is never used."""
     row = dict(ROWS['RetinaNet'], out_indices=(0, 1, 2, 3),
                changes=dict(neck=dict(in_channels=[64, 128, 320, 512])))

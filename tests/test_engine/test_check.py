@@ -1,16 +1,16 @@
 """PyramidCheckHook: the README's RetinaNet example trains; the same example
 without ``start_level=0`` (the issue's mistake: strides 16-256 under
 anchors for 8-128, ``norm1`` unused) stops after iteration 1, naming the
-strides and the parameters, with the message the README quotes."""
+strides and the parameters, with the message docs/usage.md quotes."""
 import re
 import textwrap
 
 import pytest
 from mmengine.config import Config
 
-from helpers.readme import README, write_configs
 from helpers.checkout import REPO, run, tool
 from helpers.configs import shapes_config
+from helpers.readme import USAGE, write_configs
 
 pytestmark = pytest.mark.slow
 
@@ -65,9 +65,9 @@ def test_wrong_grid_stops_after_iteration_1(tiny_data, tmp_path):
         in err
     assert 'start_level=1' in err
     assert 'Epoch(train) [1][2/4]' not in proc.stdout + err
-    # The README quotes this message.
-    with open(README) as f:
+    # docs/usage.md quotes this message.
+    with open(USAGE) as f:
         quoted = re.search(r'^  ```text\n(  PyramidError.*?)^  ```$',
                            f.read(), re.M | re.S)
-    assert quoted, 'README.md quotes no PyramidError'
+    assert quoted, "docs/usage.md quotes no PyramidError"
     assert textwrap.dedent(quoted.group(1)) in err
