@@ -361,8 +361,13 @@ class DenseBackbone(BaseModule):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
         x = self.stem(self._pad_input(x))
+        # Only where the stem's output already needs a gradient (a trainable
+        # stem, the default): joining the anchor to a frozen stem's output
+        # would give stage 0 an input gradient to compute, and the fast
+        # path's choice a key of its own, for one step. PyramidCheckHook
+        # covers frozen stems.
         watch = not self._outputs_checked and self.training and \
-            torch.is_grad_enabled() and not is_tracing()
+            x.requires_grad and torch.is_grad_enabled() and not is_tracing()
         if watch:
             self._outputs_checked = True
             x, outs_seen = self._watch(x)

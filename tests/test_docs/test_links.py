@@ -9,7 +9,7 @@ import pytest
 
 from helpers.readme import FENCE, pages
 from helpers.results import results_table
-from mmpoolformer.testing import REPO
+from helpers.checkout import REPO
 
 LINK = re.compile(r'\[[^\]]*\]\(([^)\s]+)\)')
 HEADING = re.compile(r'^#{1,6} +(.+?) *#*$', re.M)
