@@ -25,7 +25,8 @@ import sys
 import yaml
 from mmengine.config import Config
 
-from mmpoolformer.analysis import build_model, count_flops
+from mmpoolformer import analysis
+from mmpoolformer.analysis import build_model
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 TASKS = ('detection', 'segmentation')
@@ -98,7 +99,7 @@ def count_params(path):
 
 def count_flops(path):
     """(FLOPs, input size 'HxW') of the config's whole model."""
-    flops, _, shape = count_flops(osp.join(REPO, path))
+    flops, _, shape = analysis.count_flops(osp.join(REPO, path))
     return int(flops), f'{shape[0]}x{shape[1]}'
 
 

@@ -21,9 +21,9 @@ DOC = osp.join(REPO, 'docs', 'benchmarks.md')
 def gpu_blocks():
     with open(DOC) as f:
         text = f.read()
-    start = text.index('## GPU matrix (issue 30)')
-    end = text.index('\n## ', start + 1)
-    return [(m.group(1), m.group(2)) for m in FENCE.finditer(text[start:end])]
+    start = text.index('### GPU matrix (issue 30)')
+    end = text.index('\n### ', start + 1)
+    return [(m.group(2), m.group(3)) for m in FENCE.finditer(text[start:end])]
 
 
 def device_command():

@@ -12,8 +12,8 @@ import sysconfig
 from helpers.checkout import REPO
 
 # What a build must not see: outputs of earlier builds and runs.
-NOT_SOURCE = ('.git', '.venv', 'build', 'dist', '*.egg-info', '__pycache__',
-              '*.pyc', '.mim', 'data', 'work_dirs', 'outputs',
+NOT_SOURCE = ('.git', '.venv*', '.whl', '.gl', 'build', 'dist', '*.egg-info',
+              '__pycache__', '*.pyc', '.mim', 'data', 'work_dirs', 'outputs',
               '.pytest_cache')
 
 
