@@ -145,8 +145,9 @@ def test_wrong_mixers_are_caught(tmp_path, monkeypatch):
         expected = timm_features(ref, CAFormer)(X)
     sdpa = F.scaled_dot_product_attention
     for patch in (
+            # unscaled scores (torch 2.0's sdpa takes no ``scale``)
             (layers.F, 'scaled_dot_product_attention',
-             lambda q, k, v: sdpa(q, k, v, scale=1.0)),
+             lambda q, k, v: sdpa(q * q.shape[-1]**0.5, k, v)),
             (layers.StarReLU, 'forward',
              lambda self, x: self.scale * F.relu(x)**2),
     ):
@@ -421,6 +422,9 @@ print(vm('VmHWM') - base)
 
 @pytest.mark.skipif(not os.path.exists('/proc/self/clear_refs'),
                     reason='needs Linux /proc')
+@pytest.mark.skipif(
+    torch.__version__ < '2.2', reason='torch 2.0 attends on the CPU with the '
+    'whole matrix (1164 MB measured on 2.0.1); its CUDA kernels do not')
 def test_attention_memory_at_detection_size():
     """CAFormer-S18's attention stages at 800x1216: stage 2 has 50 x 76 =
     3800 tokens and 10 heads, so one materialised attention matrix takes
