@@ -38,7 +38,7 @@ import pickle
 import pickletools
 import re
 import zipfile
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
