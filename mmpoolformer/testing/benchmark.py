@@ -774,8 +774,9 @@ def every_backbone(device: str = 'cpu', only: Sequence[str] = ()):
 
 def main(argv=None):
     """``python -m mmpoolformer.testing.benchmark``: every backbone built
-    and run here, and which OpenMMLab packages that imported; exits 1 if
-    mmdet, mmseg or mmpretrain were needed."""
+    and run here, and which OpenMMLab packages that imported. Returns the
+    exit status: 1 if mmdet, mmseg or mmpretrain were imported (run it in a
+    fresh process: one that imported them before cannot tell)."""
     import argparse
     import sys
     parser = argparse.ArgumentParser(description=main.__doc__.split('\n')[0])
@@ -792,8 +793,11 @@ def main(argv=None):
           f'{", ".join(loaded)}')
     extra = [m for m in loaded if m not in ('mmengine', 'mmcv')]
     if extra:
-        raise SystemExit(f'the backbones needed {extra}')
+        print(f'the backbones needed {extra}', file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    import sys
+    sys.exit(main())

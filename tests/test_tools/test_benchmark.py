@@ -152,3 +152,24 @@ def test_settings_are_checked():
     assert bench.settings('cuda', runs=None).runs == 15
     quick = bench.settings('cpu', quick=True)
     assert quick.backend == 'aot_eager' and quick.compile_tasks == 3
+
+
+def test_backbone_check_needs_no_task_library():
+    """``python -m mmpoolformer.testing.benchmark`` (the GPU machine's
+    first check) builds and runs what it is asked for, in a fresh process
+    with mmdet, mmseg and mmpretrain installed but not imported."""
+    import sys
+    proc = run([sys.executable, '-m', 'mmpoolformer.testing.benchmark',
+                '--only', 'PoolFormer:s12', 'CAFormer:s18', 'RandFormer:s12'])
+    assert '3 backbones built and run on cpu' in proc.stdout
+    imported = proc.stdout.split('OpenMMLab packages imported:')[1]
+    assert not {'mmdet', 'mmseg', 'mmpretrain'} & set(
+        imported.replace(',', ' ').split())
+
+
+def test_backbone_check_fails_once_a_task_library_is_imported(capsys,
+                                                              monkeypatch):
+    import mmdet  # noqa: F401  (what the check must notice)
+    monkeypatch.setattr(bench, 'every_backbone', lambda *a: [])
+    assert bench.main(['--device', 'cpu']) == 1
+    assert "needed ['mmdet'" in capsys.readouterr().err
