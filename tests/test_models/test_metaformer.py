@@ -326,6 +326,9 @@ def test_randformer_classifier_at_224():
 
 
 def test_registered_everywhere():
+    # mmdet's and mmseg's registries import mmcv's compiled ops, which the
+    # newest torch's environment (mmcv-lite) has not
+    pytest.importorskip('mmcv.ops', reason='mmcv without its ops')
     from mmdet.registry import MODELS as DET
     from mmpretrain.registry import MODELS as CLS
     from mmseg.registry import MODELS as SEG
