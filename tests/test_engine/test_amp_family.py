@@ -49,6 +49,38 @@ def test_bound_check_catches_errors_and_non_finite_values():
                               dict(bf16=(1e-3, 2e-3)))
 
 
+def bf16_conv(accumulate):
+    """A stand-in for F.conv2d on bf16 inputs (1x1 kernels) that sums the
+    products in ``accumulate`` (torch.float32 or torch.bfloat16)."""
+    real = torch.nn.functional.conv2d
+
+    def conv2d(x, w, *args, **kwargs):
+        if x.dtype != torch.bfloat16:
+            return real(x, w, *args, **kwargs)
+        acc = torch.zeros(x.shape[0], w.shape[0], *x.shape[2:],
+                          dtype=accumulate)
+        for c in range(x.shape[1]):
+            acc = acc + (x[:, c:c + 1].float() * w[:, c].float().view(
+                1, -1, 1, 1)).to(accumulate)
+        return acc.bfloat16()
+    return conv2d
+
+
+@pytest.mark.parametrize('accumulate, coarse', [(torch.float32, False),
+                                                (torch.bfloat16, True)])
+def test_bf16_probe_tells_kernels_apart(monkeypatch, accumulate, coarse):
+    """The probe that decides whether the bf16 bounds apply on this CPU
+    passes a kernel that accumulates in fp32 and flags one that
+    accumulates in bf16 (torch 2.0.1's on CPUs without AVX-512)."""
+    from mmpoolformer.testing import precision
+    monkeypatch.setattr(torch.nn.functional, 'conv2d', bf16_conv(accumulate))
+    precision.cpu_bf16_conv_error.cache_clear()
+    try:
+        assert bool(precision.cpu_bf16_coarse()) is coarse
+    finally:
+        precision.cpu_bf16_conv_error.cache_clear()
+
+
 @pytest.mark.parametrize('device', DEVICES)
 @pytest.mark.parametrize('family, size', sorted(BOUNDS))
 def test_errors_within_measured_bounds(family, size, device):
