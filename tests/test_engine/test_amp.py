@@ -7,11 +7,10 @@ import os.path as osp
 import pytest
 import torch
 
-from helpers.devices import DEVICES
+from helpers.devices import DEVICES, skip_coarse_bf16_bound
 from mmpoolformer import PoolFormer
 from mmpoolformer.engine.amp import choose_dtype
 from mmpoolformer.testing import randomise
-from mmpoolformer.testing.precision import cpu_bf16_coarse
 from helpers.checkout import run, tool
 from helpers.configs import shapes_config
 
@@ -46,9 +45,7 @@ def test_backbone_bf16_within_measured_tolerance(arch):
     (ref_outs, ref_grads), (outs, grads) = runs
     for t in outs + grads:
         assert torch.isfinite(t).all()
-    coarse = cpu_bf16_coarse()
-    if coarse:
-        pytest.skip(f'bf16 finite; its bound not checked: {coarse}')
+    skip_coarse_bf16_bound('cpu')
     for i, (a, b) in enumerate(zip(outs, ref_outs)):
         assert rel(a, b) <= OUT_TOL, f'stage {i} output'
     for i, (a, b) in enumerate(zip(grads, ref_grads)):
