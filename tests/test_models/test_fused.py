@@ -167,11 +167,20 @@ def test_autocast_runs_the_plain_block(device, dtype):
         outs, _, grads = run(fused.train(), x)
         plain_outs, _, plain_grads = run(plain.train(), x)
     assert not any(s.ran_fast for s in fused.stages)
+
+    def same(a, b):
+        """The same ops on the same inputs: equal on the CPU; on a GPU,
+        whose kernels may sum in another order from run to run, within the
+        autocast dtype's rounding."""
+        if device == 'cpu':
+            return torch.equal(a, b)
+        return ((a - b).norm() <= 1e-2 * b.norm()).item()
+
     for a, b in zip(outs, plain_outs):
-        assert torch.equal(a, b)
+        assert same(a, b)
     for name, g in grads.items():
         assert torch.isfinite(g).all(), name
-        assert torch.equal(g, plain_grads[name]), name
+        assert same(g, plain_grads[name]), name
     skip_coarse_bf16_bound(device)  # on the CPU, dtype is bf16
     for a, b in zip(outs, ref[0]):
         err = (a.float() - b).abs().max().item()
