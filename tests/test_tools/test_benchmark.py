@@ -5,6 +5,7 @@ and the sizes of its dynamic-shape study. The CPU comparison (no
 import importlib.util
 import json
 import os.path as osp
+import sys
 
 import pytest
 import torch
@@ -158,7 +159,6 @@ def test_backbone_check_needs_no_task_library():
     """``python -m mmpoolformer.testing.benchmark`` (the GPU machine's
     first check) builds and runs what it is asked for, in a fresh process
     with mmdet, mmseg and mmpretrain installed but not imported."""
-    import sys
     proc = run([sys.executable, '-m', 'mmpoolformer.testing.benchmark',
                 '--only', 'PoolFormer:s12', 'CAFormer:s18', 'RandFormer:s12'])
     assert '3 backbones built and run on cpu' in proc.stdout
