@@ -17,18 +17,21 @@ the default, CPU-oriented comparison.
 An arch with a family name (timm's model names of the MetaFormer baselines)
 compares ours with timm's eager implementation only.
 
-For each case (det1/det2: batch 1/2 at 3 x 800 x 1216, detection's size;
-seg1/seg4: batch 1/4 at 3 x 512 x 512, segmentation's) it measures, in one
-process and interleaved, the median forward (inference, no autograd) and
-forward+backward (training) time of every implementation, all holding the
-same weights (outputs are checked to agree before anything is timed): ours
-by default (``fused='auto'``; below each table, what it ran and its
-time over the faster forced path's) and with each path forced, mmpretrain's,
-timm's, and the "GEMM floor": the blocks' 1x1 convolutions alone as matrix
-products, which no fp32 implementation can beat.
-Peak memory of one forward+backward is measured in a fresh subprocess per
-implementation (growth of the RSS high-water mark on CPU, allocator peak on
-CUDA). ``--compile`` adds ours and timm's under ``torch.compile``.
+It first names the device (a CPU by its model name and widest vector
+extension). For each case (det1/det2: batch 1/2 at 3 x 800 x 1216,
+detection's size; seg1/seg4: batch 1/4 at 3 x 512 x 512, segmentation's) it
+measures, in one process and interleaved (the order rotating every round),
+the median forward (inference, no autograd) and forward+backward (training)
+time of every implementation, all holding the same weights (outputs are
+checked to agree before anything is timed): ours by default
+(``fused='auto'``; below each table, what it ran, its time over the faster
+forced path's, and its first call, which measured) and with each path
+forced, mmpretrain's, timm's, and the "GEMM floor": the blocks' 1x1
+convolutions alone as matrix products, which no fp32 implementation can
+beat. Peak memory of one forward+backward is measured in a fresh subprocess
+per implementation (growth of the RSS high-water mark on CPU, allocator
+peak on CUDA). ``--compile`` adds ours and timm's under ``torch.compile``,
+compiled afresh for each case (the warm-up round compiles).
 ``--amp`` adds bf16 autocast tables (and fp16 on CUDA), each headed by how
 far our outputs move from fp32 (largest relative error over the outputs,
 on the agreement check's input; tests/test_engine/test_amp_family.py holds
@@ -42,6 +45,7 @@ the system on free, so every iteration page-faults its activations in again.
 import argparse
 import json
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -195,21 +199,37 @@ def sync(device):
 
 
 def time_all(impls, shape, device, runs, warmup, amp):
+    """Median forward (``(name, False)``) and forward+backward
+    (``(name, True)``) seconds of each implementation after ``warmup``
+    untimed rounds, interleaved; the order rotates every round, so that no
+    implementation always runs after the same neighbour (whose freed memory
+    and cache state it would meet). Also ``('first', name, backward)``: the
+    time of its first run."""
     x = torch.randn(*shape, device=device)
+    names = list(impls)
     times = {(k, b): [] for k in impls for b in (False, True)}
+    first = {}
     for backward in (False, True):
         xin = x.requires_grad_(False)
         for r in range(warmup + runs):
-            for name, model in impls.items():  # interleaved
+            # round 0 runs ours by default last, after the others have paid
+            # the shape's one-time costs: its first run's excess over its
+            # median is then 'auto''s measurement
+            k = (r + 1) % len(names)
+            for name in names[k:] + names[:k]:
+                model = impls[name]
                 model.zero_grad(set_to_none=True)
                 sync(device)
                 t0 = time.perf_counter()
                 with torch.set_grad_enabled(backward):
                     step(model, xin, backward, amp)
                 sync(device)
+                took = time.perf_counter() - t0
+                if r == 0:
+                    first[('first', name, backward)] = took
                 if r >= warmup:
-                    times[(name, backward)].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+                    times[(name, backward)].append(took)
+    return {**{k: statistics.median(v) for k, v in times.items()}, **first}
 
 
 FORCED = ('mmpoolformer fused=True', 'mmpoolformer fused=False')
@@ -230,9 +250,13 @@ def auto_line(impls, t, shape, device, amp):
             step(model, x, False, amp)
         ran = ''.join('F' if s.ran_fast else 'O' for s in model.stages)
         best = min(t[(k, backward)] for k in FORCED)
+        first = t.get(('first', 'mmpoolformer', backward))
+        cost = '' if first is None else (
+            f'; its first call, which measured, {1e3 * first:.0f} ms, '
+            f'later ones {1e3 * t[("mmpoolformer", backward)]:.0f} ms')
         parts.append(f'{"training" if backward else "inference"} {ran} '
                      f'(time {t[("mmpoolformer", backward)] / best:.2f}x '
-                     f"the faster forced path's)")
+                     f"the faster forced path's{cost})")
     return f"`fused='auto'` ran, stages 0-3: {', '.join(parts)}\n"
 
 
@@ -273,6 +297,24 @@ def peak_memory(arch, impl, case, device, amp):
             [arch, impl, case, device, amp])],
         capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_name(path='/proc/cpuinfo'):
+    """The processor's model name and widest vector extension (the CPU
+    kernels' speed depends on both), from ``path`` where there is one."""
+    try:
+        with open(path) as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = re.search(r'^model name\s*:\s*(.+)$', info, re.M)
+    flags = re.search(r'^flags\s*:(.*)$', info, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
+    simd = next((f for f in ('avx512f', 'avx2', 'neon', 'asimd')
+                 if f in flags), None)
+    return ', '.join(filter(None, [
+        model.group(1).strip() if model else platform.machine(),
+        simd and simd.replace('avx512f', 'AVX-512').upper()]))
 
 
 def matrix(args, parser):
@@ -340,8 +382,10 @@ def main(argv=None):
     args.runs = 5 if args.runs is None else args.runs
     args.warmup = 1 if args.warmup is None else args.warmup
     device = torch.device(args.device)
-    print(f'device: {args.device} ({platform.processor() or "cpu"}, '
-          f'{torch.get_num_threads()} threads), torch {torch.__version__}\n')
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
+        else cpu_name()
+    print(f'device: {args.device} ({name}, {torch.get_num_threads()} '
+          f'threads), torch {torch.__version__}\n')
     for arch in args.arch:
         impls = build(arch, args.compile)
         for m in impls.values():
@@ -354,6 +398,11 @@ def main(argv=None):
         for amp in precisions:
             for case in args.cases:
                 shape = CASES[case]
+                if args.compile:
+                    # each point compiles for its own shape, as a run at
+                    # that size would: without a reset, the second shape
+                    # recompiles the models with dynamic shapes
+                    torch._dynamo.reset()
                 t = time_all(impls, shape, device, args.runs, args.warmup,
                              amp)
                 # ratios to the fastest peer in each column

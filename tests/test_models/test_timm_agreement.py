@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from helpers.devices import DEVICES
+from mmpoolformer import torchapi
 from mmpoolformer.testing import benchmark as bench
 
 
@@ -42,3 +43,44 @@ def test_agreement_catches_a_parameter_without_gradient():
     rows = bench.agreement(pair, torch.randn(1, 3, 64, 64))
     assert all(not r['ok'] and r['unmatched'] == ['norm3.weight']
                for r in rows)
+
+
+def aten_ops(model, x):
+    """The ATen ops of ``model``'s forward and backward graphs as
+    ``torch.compile`` hands them to its compiler (here a recorder that runs
+    them as they are): the graphs inductor would generate kernels from."""
+    from collections import Counter
+
+    from functorch.compile import make_boxed_func
+    from torch._dynamo.backends.common import aot_autograd
+    graphs = []
+
+    def record(gm, inputs):
+        graphs.append(Counter(str(n.target) for n in gm.graph.nodes
+                              if n.op == 'call_function'))
+        return make_boxed_func(gm.forward)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend=aot_autograd(
+        fw_compiler=record, bw_compiler=record))
+    sum(o.sum() for o in compiled(x)).backward()
+    return graphs
+
+
+@pytest.mark.skipif(not torchapi.compiles(),
+                    reason='torch.compile does not run here (torch 2.0 '
+                    'on Python 3.11)')
+@pytest.mark.parametrize('name', bench.FAMILIES)
+def test_compiled_ours_is_timms_graph(name):
+    """Compiled, ours hands inductor no op that timm's network lacks,
+    forward or backward, so inductor generates the same kernels for both
+    and ours compiled runs as fast as timm's compiled (docs/benchmarks.md):
+    any op ours adds under compile (a guard, a copy, a cast) fails this."""
+    pair = bench.Pair(name)
+    x = torch.randn(2, 3, 64, 96)
+    ours, timm = (aten_ops(pair.impls[k], x) for k in ('mmpoolformer',
+                                                       'timm'))
+    assert len(ours) == len(timm) == 2  # one forward, one backward graph
+    for graph, mine, theirs in zip(('forward', 'backward'), ours, timm):
+        # timm's may hold more (its p=0 dropouts are clones in training)
+        assert not mine - theirs, f'{graph}: ours adds {mine - theirs}'

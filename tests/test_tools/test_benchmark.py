@@ -1,7 +1,8 @@
 """tools/benchmark.py's GPU matrix (``--matrix gpu``): the whole pipeline at
 its quick size on the CPU, what it chooses to compile within its budget,
-and the sizes of its dynamic-shape study. The CPU comparison (no
-``--matrix``) is the tool's default and is left as it was."""
+and the sizes of its dynamic-shape study; and the CPU comparison (no
+``--matrix``, the tool's default): its order of runs, what it says 'auto'
+ran, and the processor it names."""
 import importlib.util
 import json
 import os.path as osp
@@ -173,3 +174,64 @@ def test_backbone_check_fails_once_a_task_library_is_imported(capsys,
     monkeypatch.setattr(bench, 'every_backbone', lambda *a: [])
     assert bench.main(['--device', 'cpu']) == 1
     assert "needed ['mmdet'" in capsys.readouterr().err
+
+
+class Recorder(torch.nn.Module):
+    """Records the order of its calls in ``log``."""
+
+    def __init__(self, name, log):
+        super().__init__()
+        self.name, self.log = name, log
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        self.log.append(self.name)
+        return [x * self.w]
+
+
+def test_cpu_comparison_rotates_the_order():
+    log = []
+    names = ['mmpoolformer', 'a', 'b']
+    impls = {k: Recorder(k, log) for k in names}
+    t = load_tool().time_all(impls, (1, 1, 2, 2), torch.device('cpu'),
+                             runs=2, warmup=1, amp=None)
+    rounds = [log[i:i + 3] for i in range(0, len(log), 3)]
+    # inference then training, 3 rounds each; ours by default last in the
+    # first round, whose excess over its median is 'auto''s measurement
+    assert rounds == [['a', 'b', 'mmpoolformer'],
+                      ['b', 'mmpoolformer', 'a'],
+                      ['mmpoolformer', 'a', 'b']] * 2
+    assert {k for k in t if k[0] == 'first'} == {
+        ('first', k, b) for k in names for b in (False, True)}
+    assert all(t[(k, b)] > 0 for k in names for b in (False, True))
+
+
+@pytest.mark.parametrize('pin,ran', [('fast', 'FFFF'), ('plain', 'OOOO')])
+def test_cpu_comparison_says_what_auto_ran(monkeypatch, pin, ran):
+    from mmpoolformer import PoolFormer
+    monkeypatch.setenv('MMPOOLFORMER_AUTO', pin)
+    tool = load_tool()
+    impls = {'mmpoolformer': PoolFormer(dict(depths=(1, 1, 1, 1),
+                                             dims=(8, 8, 8, 8))),
+             tool.FORCED[0]: None, tool.FORCED[1]: None}
+    t = {('mmpoolformer', False): .5, (tool.FORCED[0], False): .4,
+         (tool.FORCED[1], False): .8, ('mmpoolformer', True): 2.,
+         (tool.FORCED[0], True): 2.5, (tool.FORCED[1], True): 2.,
+         ('first', 'mmpoolformer', False): .9}
+    line = tool.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
+                          None)
+    assert line == (
+        f"`fused='auto'` ran, stages 0-3: inference {ran} (time 1.25x the "
+        f"faster forced path's; its first call, which measured, 900 ms, "
+        f"later ones 500 ms), training {ran} (time 1.00x the faster forced "
+        f"path's)\n")
+
+
+@pytest.mark.parametrize('flags,named', [
+    ('fpu sse2 avx2 avx512f avx512bw', 'Xeon Test, AVX-512'),
+    ('fpu sse2 avx avx2', 'Xeon Test, AVX2'), ('fpu sse2', 'Xeon Test')])
+def test_cpu_comparison_names_the_processor(tmp_path, flags, named):
+    info = tmp_path / 'cpuinfo'
+    info.write_text(f'processor\t: 0\nmodel name\t: Xeon Test\n'
+                    f'flags\t\t: {flags}\n')
+    assert load_tool().cpu_name(str(info)) == named
