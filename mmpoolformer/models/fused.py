@@ -250,7 +250,7 @@ def decide(key: tuple, run: Callable[[bool], None],
     than :data:`MARGIN`. The choice is cached for the process
     (:data:`CHOICES`) and logged. So the first call of each key costs
     :data:`ROUNDS` x 2 extra runs of one block per stage, 24 block runs for
-    a 12-block S12: two to four steps' time, once (docs/benchmarks.md).
+    a 12-block S12: 1.6 to 2.4 steps' time, once (docs/benchmarks.md).
     :data:`ENV` pins the choice instead.
 
     Under DDP each rank measures for itself and may choose differently:
