@@ -250,7 +250,8 @@ def auto_line(impls, t, shape, device, amp):
             step(model, x, False, amp)
         ran = ''.join('F' if s.ran_fast else 'O' for s in model.stages)
         best = min(t[(k, backward)] for k in FORCED)
-        first = t.get(('first', 'mmpoolformer', backward))
+        # autocast runs op by op without measuring
+        first = None if amp else t.get(('first', 'mmpoolformer', backward))
         cost = '' if first is None else (
             f'; its first call, which measured, {1e3 * first:.0f} ms, '
             f'later ones {1e3 * t[("mmpoolformer", backward)]:.0f} ms')

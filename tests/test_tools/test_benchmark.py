@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers.checkout import TOOLS, run, tool
+from mmpoolformer import PoolFormer
 from mmpoolformer.testing import benchmark as bench
 
 
@@ -208,7 +209,6 @@ def test_cpu_comparison_rotates_the_order():
 
 @pytest.mark.parametrize('pin,ran', [('fast', 'FFFF'), ('plain', 'OOOO')])
 def test_cpu_comparison_says_what_auto_ran(monkeypatch, pin, ran):
-    from mmpoolformer import PoolFormer
     monkeypatch.setenv('MMPOOLFORMER_AUTO', pin)
     tool = load_tool()
     impls = {'mmpoolformer': PoolFormer(dict(depths=(1, 1, 1, 1),
@@ -235,3 +235,16 @@ def test_cpu_comparison_names_the_processor(tmp_path, flags, named):
     info.write_text(f'processor\t: 0\nmodel name\t: Xeon Test\n'
                     f'flags\t\t: {flags}\n')
     assert load_tool().cpu_name(str(info)) == named
+
+
+def test_cpu_comparison_claims_no_measurement_under_autocast():
+    """Autocast runs op by op without measuring: no first-call claim."""
+    tool = load_tool()
+    impls = {'mmpoolformer': PoolFormer(dict(depths=(1, 1, 1, 1),
+                                             dims=(8, 8, 8, 8))),
+             tool.FORCED[0]: None, tool.FORCED[1]: None}
+    t = {(k, b): 1. for k in impls for b in (False, True)}
+    t.update({('first', 'mmpoolformer', b): 2. for b in (False, True)})
+    line = tool.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
+                          'bf16')
+    assert 'OOOO' in line and 'first call' not in line
