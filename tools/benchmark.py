@@ -44,8 +44,6 @@ the system on free, so every iteration page-faults its activations in again.
 """
 import argparse
 import json
-import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -300,24 +298,6 @@ def peak_memory(arch, impl, case, device, amp):
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_name(path='/proc/cpuinfo'):
-    """The processor's model name and widest vector extension (the CPU
-    kernels' speed depends on both), from ``path`` where there is one."""
-    try:
-        with open(path) as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = re.search(r'^model name\s*:\s*(.+)$', info, re.M)
-    flags = re.search(r'^flags\s*:(.*)$', info, re.M)
-    flags = set(flags.group(1).split()) if flags else set()
-    simd = next((f for f in ('avx512f', 'avx2', 'neon', 'asimd')
-                 if f in flags), None)
-    return ', '.join(filter(None, [
-        model.group(1).strip() if model else platform.machine(),
-        simd and simd.replace('avx512f', 'AVX-512').upper()]))
-
-
 def matrix(args, parser):
     """``--matrix gpu``: run, write, summarise; exit 1 if a check failed."""
     if not (args.matrix and args.out):
@@ -384,7 +364,7 @@ def main(argv=None):
     args.warmup = 1 if args.warmup is None else args.warmup
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' \
-        else cpu_name()
+        else bench.cpu_name()
     print(f'device: {args.device} ({name}, {torch.get_num_threads()} '
           f'threads), torch {torch.__version__}\n')
     for arch in args.arch:
@@ -403,7 +383,7 @@ def main(argv=None):
                     # each point compiles for its own shape, as a run at
                     # that size would: without a reset, the second shape
                     # recompiles the models with dynamic shapes
-                    torch._dynamo.reset()
+                    bench.fresh_dynamo()
                 t = time_all(impls, shape, device, args.runs, args.warmup,
                              amp)
                 # ratios to the fastest peer in each column

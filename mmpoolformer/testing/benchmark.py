@@ -26,6 +26,7 @@ import json
 import os
 import os.path as osp
 import platform
+import re
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -507,6 +508,24 @@ class Budget:
 
 # -- the whole matrix --------------------------------------------------------
 
+def cpu_name(path='/proc/cpuinfo'):
+    """The processor's model name and widest vector extension (the CPU
+    kernels' speed depends on both), from ``path`` where there is one."""
+    try:
+        with open(path) as f:
+            info = f.read()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = re.search(r'^model name\s*:\s*(.+)$', info, re.M)
+    flags = re.search(r'^flags\s*:(.*)$', info, re.M)
+    flags = set(flags.group(1).split()) if flags else set()
+    simd = next((f for f in ('avx512f', 'avx2', 'neon', 'asimd')
+                 if f in flags), None)
+    return ', '.join(filter(None, [
+        model.group(1).strip() if model else platform.machine(),
+        simd and simd.replace('avx512f', 'AVX-512').upper()]))
+
+
 def environment(device: str) -> dict:
     import mmpoolformer
     env = dict(device=device, python=platform.python_version(),
@@ -528,7 +547,7 @@ def environment(device: str) -> dict:
             map(str, torch.cuda.get_device_capability(device)))
     else:
         env['gpu'] = None
-        env['cpu'] = platform.processor() or platform.machine()
+        env['cpu'] = cpu_name()
     return env
 
 

@@ -234,7 +234,7 @@ def test_cpu_comparison_names_the_processor(tmp_path, flags, named):
     info = tmp_path / 'cpuinfo'
     info.write_text(f'processor\t: 0\nmodel name\t: Xeon Test\n'
                     f'flags\t\t: {flags}\n')
-    assert load_tool().cpu_name(str(info)) == named
+    assert bench.cpu_name(str(info)) == named
 
 
 def test_cpu_comparison_claims_no_measurement_under_autocast():
