@@ -176,6 +176,9 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
         ('mmengine.logging.history_buffer', 'HistoryBuffer'): HistoryBuffer,
         ('builtins', 'getattr'): history_buffer_getattr,
         ('collections', 'OrderedDict'): collections.OrderedDict,
+        # MultiStepLR's milestones (mmdet's schedule_1x): a dict subclass
+        # built from a dict of plain data; it calls nothing of the file's
+        ('collections', 'Counter'): collections.Counter,
         ('builtins', 'set'): set, ('builtins', 'frozenset'): frozenset,
         ('builtins', 'complex'): complex,
         ('builtins', 'bytearray'): bytearray,
@@ -202,7 +205,7 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
 ALLOWED = _allowed()
 #: What ``REDUCE`` may call (the others are values: classes, dtypes).
 CALLABLE = {
-    collections.OrderedDict, set, frozenset, complex, bytearray, _encode,
+    collections.OrderedDict, collections.Counter, set, frozenset, complex, bytearray, _encode,
     _rebuild_tensor, _rebuild_parameter, _rebuild_from_type, torch.Size,
     torch.device, _np_dtype, history_buffer_getattr,
     *(ALLOWED[m, f] for m, f in ALLOWED if f in ('_reconstruct', 'scalar'))
