@@ -5,8 +5,10 @@ import argparse
 import collections
 import io
 import pickle
+import struct
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import numpy as np
@@ -160,15 +162,135 @@ def test_code_in_pickle_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_legacy_and_plain_pickles_refused(tmp_path):
-    marker = tmp_path / 'ran'
+def saved_legacy(obj, **kwargs) -> bytes:
     buf = io.BytesIO()
-    torch.save({'x': Payload(marker)}, buf,
-               _use_new_zipfile_serialization=False)
-    for data in (buf.getvalue(), pickle.dumps(Payload(marker))):
-        with pytest.raises(RefusedCheckpoint, match='legacy formats'):
+    torch.save(obj, buf, _use_new_zipfile_serialization=False, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_legacy_format_read(protocol):
+    """torch's legacy stream (what mmdet's publish_model.py writes)."""
+    data = saved_legacy(checkpoint_like(), pickle_protocol=protocol)
+    ref = torch.load(io.BytesIO(data), weights_only=False)
+    got = load_bytes(data)
+    assert_same(ref, got)
+    assert got['view'].untyped_storage().data_ptr() == \
+        got['base'].untyped_storage().data_ptr()
+
+
+def test_legacy_payload_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    with pytest.raises(RefusedCheckpoint, match=r'io.open, which is neither'):
+        load_bytes(saved_legacy({'w': torch.ones(1), 'x': Payload(marker)}))
+    assert not marker.exists()
+
+
+def test_plain_pickle_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    for data in (pickle.dumps(Payload(marker)), pickle.dumps({'a': 1}),
+                 b'', b'not a checkpoint'):
+        with pytest.raises(RefusedCheckpoint, match=r'plain pickle.*'
+                           r'torch.load\(path, weights_only=False\)'):
             load_bytes(data)
     assert not marker.exists()
+
+
+def test_pre_1_0_tar_format_refused(tmp_path):
+    """torch < 1.0 wrote a tar of 'storages', 'tensors' and 'pickle'."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+        for member in ('storages', 'tensors', 'pickle'):
+            info = tarfile.TarInfo(member)
+            info.size = 4
+            t.addfile(info, io.BytesIO(pickle.dumps(0)[:4]))
+    with pytest.raises(RefusedCheckpoint, match=r'pre-1.0 tar format.*'
+                       r'weights_only=False'):
+        load_bytes(buf.getvalue())
+
+
+class Stored:
+    """Stands for a storage in :func:`legacy_stream`'s main pickle."""
+
+    def __init__(self, key, numel, kind='FloatStorage', view=None):
+        self.key, self.numel, self.kind, self.view = key, numel, kind, view
+
+
+def legacy_stream(obj, records, keys=None, magic=0x1950a86a20f9469cfc6c,
+                  version=1001, info=None) -> bytes:
+    """A legacy stream written by hand: ``obj``'s pickle (its
+    :class:`Stored` become persistent ids), then the keys (those of
+    ``records`` unless given) and ``records``: key -> (count, bytes)."""
+    out = io.BytesIO()
+    for value in (magic, version, info or dict(
+            protocol_version=1001, little_endian=True,
+            type_sizes=dict(short=2, int=4, long=4))):
+        pickle.dump(value, out, protocol=2)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, Stored):
+                return ('storage', getattr(torch, o.kind), o.key, 'cpu',
+                        o.numel, o.view)
+            return None
+
+    Pickler(out, protocol=2).dump(obj)
+    pickle.dump(sorted(records) if keys is None else keys, out, protocol=2)
+    for key in sorted(records):
+        count, data = records[key]
+        out.write(struct.pack('<q', count) + data)
+    return out.getvalue()
+
+
+def test_legacy_stream_by_hand_reads():
+    """The layout written here is torch's: torch.load reads it too."""
+    data = legacy_stream({'w': Rebuild(Stored('7', 4), 1, (3, ), (1, ))},
+                         {'7': (4, struct.pack('<4f', 0, 1, 2, 3))})
+    for load in (load_bytes, lambda d: torch.load(io.BytesIO(d),
+                                                  weights_only=False)):
+        assert torch.equal(load(data)['w'], torch.tensor([1., 2., 3.]))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    # the element count before the bytes must be what the id declared
+    (dict(records={'7': (5, bytes(16))}), 'declares 4 elements but its '
+     'record says 5'),
+    (dict(records={'7': (4, bytes(12))}), 'cut short'),
+    (dict(records={'7': (4, bytes(20))}), '4 bytes after its last storage'),
+    (dict(records={'7': (4, bytes(16))}, keys=['7', '8']), 'storage keys'),
+    (dict(records={}), 'storage keys'),
+    (dict(records={'7': (4, bytes(16))}, magic=7), 'plain pickle'),
+    (dict(records={'7': (4, bytes(16))}, version=1000), 'protocol version'),
+    (dict(records={'7': (4, bytes(16))}, info=dict(little_endian=False)),
+     'big-endian'),
+])
+def test_legacy_bad_records_refused(kwargs, match):
+    data = legacy_stream({'w': Rebuild(Stored('7', 4), 0, (4, ), (1, ))},
+                         **kwargs)
+    with pytest.raises(RefusedCheckpoint, match=match):
+        load_bytes(data)
+
+
+def test_legacy_storage_larger_than_file_refused_unallocated():
+    """A persistent id declaring 2**40 floats: refused before anything is
+    allocated (it would need 4 TiB)."""
+    data = legacy_stream({'w': Rebuild(Stored('7', 2**40), 0, (4, ), (1, ))},
+                         {'7': (2**40, bytes(16))})
+    with pytest.raises(RefusedCheckpoint, match='declare .* bytes or more, '
+                       'but the file holds'):
+        load_bytes(data)
+
+
+def test_legacy_storage_views():
+    """torch < 1.0's storage views: windows on a root storage."""
+    view = Stored('7', 6, view=('9', 2, 3))
+    data = legacy_stream({'w': Rebuild(view, 1, (2, ), (1, ))},
+                         {'7': (6, struct.pack('<6f', *range(6)))})
+    assert torch.equal(load_bytes(data)['w'], torch.tensor([3., 4.]))
+    outside = Stored('7', 6, view=('9', 4, 3))
+    with pytest.raises(RefusedCheckpoint, match='storage view'):
+        load_bytes(legacy_stream({'w': Rebuild(outside, 0, (1, ), (1, ))},
+                                 {'7': (6, bytes(24))}))
 
 
 def test_torchscript_archive_refused(tmp_path):
