@@ -61,14 +61,15 @@ from .weights import download, is_url, load_file
 def allowed_globals():
     """What torch's weights-only loader may read of mmengine's checkpoints:
     numpy's arrays, scalars and dtypes, ``_codecs.encode``, mmengine's
-    ``HistoryBuffer``, and ``builtins.getattr`` bound to the restricted
-    :func:`~mmpoolformer.safeload.history_buffer_getattr`. torch's loader
-    calls numpy's own functions, without the checks
+    ``HistoryBuffer`` and ``OneCycleParamScheduler`` (as the object whose
+    annealing function OneCycleLR's state names), and ``builtins.getattr``
+    bound to the restricted :func:`~mmpoolformer.safeload.allowed_getattr`.
+    torch's loader calls numpy's own functions, without the checks
     :mod:`mmpoolformer.safeload` adds to them."""
     multiarray = safeload._multiarray()
-    found = [(safeload.history_buffer_getattr, 'builtins.getattr'),
+    found = [(safeload.allowed_getattr, 'builtins.getattr'),
              multiarray._reconstruct, multiarray.scalar, np.ndarray,
-             np.dtype, safeload._encode, safeload.HistoryBuffer]
+             np.dtype, safeload._encode, *safeload._METHODS]
     found += [obj for (module, _), obj in safeload.ALLOWED.items()
               if module == 'numpy.dtypes']
     return found

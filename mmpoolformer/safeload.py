@@ -52,6 +52,7 @@ from typing import Any, Callable, Dict, List, Tuple
 import numpy as np
 import torch
 from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.optim.scheduler.param_scheduler import OneCycleParamScheduler
 
 
 class RefusedCheckpoint(pickle.UnpicklingError):
@@ -304,28 +305,39 @@ def _numpy_items():
     return items
 
 
-# mmengine's message hub pickles HistoryBuffer, whose statistics methods it
-# registers on the class and which pickle as builtins.getattr(HistoryBuffer,
-# 'mean'). The real getattr would reach any attribute of any allowed object.
+# Methods that pickle (protocol 2) as builtins.getattr(cls, name): mmengine's
+# message hub's HistoryBuffer registers its statistics methods on the class;
+# OneCycleLR/OneCycleMomentum keep their annealing function (a staticmethod
+# of plain arithmetic) in their state. The real getattr would reach any
+# attribute of any allowed object.
 _STATISTICS = ('min', 'max', 'current', 'mean')
+_METHODS = {HistoryBuffer: _STATISTICS,
+            OneCycleParamScheduler: ('_annealing_cos', '_annealing_linear')}
 
 
-def history_buffer_getattr(obj, name):
-    """A ``getattr`` that only returns HistoryBuffer's statistics methods."""
-    if obj is HistoryBuffer and name in _STATISTICS:
-        return getattr(HistoryBuffer, name)
+def allowed_getattr(obj, name):
+    """A ``getattr`` that only returns the methods in :data:`_METHODS`, as
+    values: ``REDUCE`` never calls them (they are not in
+    :data:`CALLABLE`)."""
+    if isinstance(obj, type) and obj in _METHODS \
+            and name in _METHODS[obj]:
+        return getattr(obj, name)
     raise RefusedCheckpoint(
-        f'getattr({obj!r:.100}, {name!r:.100}) refused; only '
-        f'HistoryBuffer.{{{", ".join(_STATISTICS)}}} are allowed')
+        f'getattr({obj!r:.100}, {name!r:.100}) refused; only ' + ', '.join(
+            f'{cls.__name__}.{{{", ".join(names)}}}'
+            for cls, names in _METHODS.items()) + ' are allowed')
+
+
+history_buffer_getattr = allowed_getattr
 
 
 def _allowed() -> Dict[Tuple[str, str], Any]:
     items = {
         # classes: NEWOBJ makes them empty (no arguments, no __init__),
-        # _build sets their plain attributes; see NEWOBJ_CLASSES
-        ('mmengine.logging.history_buffer', 'HistoryBuffer'): HistoryBuffer,
+        # _build sets their plain attributes; see NEWOBJ_CLASSES. The
+        # HistoryBuffer class is added with _METHODS below.
         ('argparse', 'Namespace'): argparse.Namespace,  # timm's saved args
-        ('builtins', 'getattr'): history_buffer_getattr,
+        ('builtins', 'getattr'): allowed_getattr,
         # containers of a plain list/dict argument (_of): they copy
         # references to objects already made, call none of them, and their
         # size is charged to the pickle's budget. MultiStepLR's milestones
@@ -348,11 +360,13 @@ def _allowed() -> Dict[Tuple[str, str], Any]:
         ('torch', 'Size'): _size,
         ('torch', 'device'): _device,
     }
-    # values, not called (CALLABLE leaves them out): protocol 4 names the
-    # statistics methods directly
-    for name in _STATISTICS:
-        items['mmengine.logging.history_buffer', f'HistoryBuffer.{name}'] = \
-            getattr(HistoryBuffer, name)
+    # values, not called (CALLABLE leaves them out): protocol 2 names
+    # these classes for getattr, protocol 4 names the methods directly
+    for cls, names in _METHODS.items():
+        items[cls.__module__, cls.__name__] = cls
+        for name in names:
+            items[cls.__module__, f'{cls.__name__}.{name}'] = \
+                getattr(cls, name)
     items.update(_numpy_items())
     # values: persistent ids name them, nothing calls them
     for name, dtype in _STORAGE_DTYPES.items():
@@ -369,7 +383,7 @@ ALLOWED = _allowed()
 #: checks its arguments' types before it does anything.
 CALLABLE = {obj for (module, name), obj in ALLOWED.items()
             if callable(obj) and not isinstance(obj, (type, torch.dtype))
-            and not name.startswith('HistoryBuffer.')}
+            and '.' not in name}
 #: Classes that ``NEWOBJ`` may instantiate (``cls.__new__(cls)``, no
 #: arguments), and whose attributes ``BUILD`` may set.
 NEWOBJ_CLASSES = {argparse.Namespace, HistoryBuffer}
