@@ -730,15 +730,22 @@ def _restorer(map_location) -> Callable:
     def restore(storage, location):
         if isinstance(map_location, dict):
             target = map_location.get(location, location)
+            saved = location not in map_location
         else:
             target = location if map_location is None else map_location
+            saved = map_location is None
         try:
             target = torch.device(target)
             if target.type == 'cpu':
                 return storage
             flat = torch.empty((0, ), dtype=torch.uint8).set_(storage)
             return flat.to(target).untyped_storage()
-        except Exception as e:  # e.g. no CUDA here: torch.load's error
+        except Exception as e:  # noqa: BLE001 - the file's or the caller's
+            if saved:  # the file's location, not the caller's
+                raise RefusedCheckpoint(
+                    f'its storage location {location!r:.50} cannot be used '
+                    f'here ({type(e).__name__}: {e}); map_location names '
+                    f'another') from e
             raise _CallerError(e) from e
     return restore
 
