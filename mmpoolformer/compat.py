@@ -6,9 +6,11 @@ library.
    calls (mmdet's model tools, say). torch >= 2.6 loads with
    ``weights_only=True`` by default and refuses the numpy arrays and scalars
    and the message hub's ``HistoryBuffer`` objects in mmengine's
-   checkpoints. Where torch can be told (2.6 on), we allow exactly what
-   :mod:`mmpoolformer.safeload` allows of them. Nothing of ours relies on
-   it: every load the package makes goes through ``safeload``.
+   checkpoints. Where torch can be told (2.6 on), we allow the objects
+   :mod:`mmpoolformer.safeload` allows of them (:func:`allowed_globals`);
+   torch's loader calls numpy's own functions, without safeload's checks on
+   them. Nothing of ours relies on it: every load the package makes goes
+   through ``safeload``.
 
 2. mmengine's checkpoint loaders. mmengine reads every checkpoint
    (``load_from``, ``resume``, ``init_cfg`` of its own ``Pretrained``,
@@ -35,7 +37,7 @@ library.
    colours. We give the inferencer init_model's rule. Checkpoints that carry
    ``dataset_meta`` (all that tools/train.py writes) are untouched.
 
-3. ``_base_ = 'mmpoolformer::PATH'`` in a user's config. mmengine 0.10.7
+4. ``_base_ = 'mmpoolformer::PATH'`` in a user's config. mmengine 0.10.7
    resolves ``pkg::`` only for the packages in its ``MODULE2PACKAGE`` table,
    finds ``.mim/configs`` next to the package's pip record (site-packages,
    even for an editable install of a checkout), and tags every dict of such

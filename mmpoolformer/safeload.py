@@ -221,9 +221,10 @@ def _multiarray():
 def _np_reconstruct(cls, shape, code):
     """An empty array for ``BUILD`` to fill, as ``ndarray.__reduce__``
     writes it; nothing else."""
-    if not (cls is np.ndarray and shape == (0, ) and code == b'b'):
-        raise RefusedCheckpoint(f'numpy _reconstruct{(cls, shape, code)!r:.200} '
-                                f'refused')
+    if not (cls is np.ndarray and type(shape) is tuple and shape == (0, )
+            and type(code) is bytes and code == b'b'):
+        raise RefusedCheckpoint(f'numpy _reconstruct'
+                                f'{(cls, shape, code)!r:.200} refused')
     return _multiarray()._reconstruct(np.ndarray, (0, ), b'b')
 
 
@@ -233,8 +234,9 @@ def _np_scalar(dtype, data):
     if not (_plain(dtype) and isinstance(data, bytes)
             and len(data) == dtype.itemsize):
         raise RefusedCheckpoint(
-            f'numpy scalar of {dtype!r:.50} from {len(data) if isinstance(data, bytes) else type(data).__name__} '
-            f'bytes refused: plain dtypes and exactly their bytes only')
+            f'numpy scalar of {dtype!r:.50} from {type(data).__name__} '
+            f'{len(data) if isinstance(data, bytes) else ""} refused: plain '
+            f'dtypes and exactly their bytes only')
     return _multiarray().scalar(dtype, data)
 
 
@@ -290,12 +292,16 @@ def _device(kind, index=None):
 def _numpy_items():
     items = {}
     # files written under numpy 1 name numpy.core, under numpy 2
-    # numpy._core: both resolve to the installed numpy's objects
+    # numpy._core: both resolve to the installed numpy's objects.
+    # _reconstruct makes only an empty array, which BUILD fills from
+    # exactly its bytes (charged) in a plain dtype; scalar reads exactly
+    # its dtype's bytes. No object dtypes, so no pointers from the file.
     for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         items[mod, '_reconstruct'] = _np_reconstruct
         items[mod, 'scalar'] = _np_scalar
     # a value: _np_reconstruct compares it, nothing calls it
     items['numpy', 'ndarray'] = np.ndarray
+    # a fresh plain dtype whose one BUILD may only restate it (_restates)
     items['numpy', 'dtype'] = _np_dtype
     # values (a pickled dtype class): nothing here calls or builds them
     for name in dir(np.dtypes) if hasattr(np, 'dtypes') else ():
@@ -332,43 +338,57 @@ history_buffer_getattr = allowed_getattr
 
 
 def _allowed() -> Dict[Tuple[str, str], Any]:
+    """The allowlist. Beside each entry: why no argument can run code,
+    corrupt memory, or allocate far more than the file holds."""
     items = {
-        # classes: NEWOBJ makes them empty (no arguments, no __init__),
-        # _build sets their plain attributes; see NEWOBJ_CLASSES. The
-        # HistoryBuffer class is added with _METHODS below.
-        ('argparse', 'Namespace'): argparse.Namespace,  # timm's saved args
+        # Classes NEWOBJ makes empty (cls.__new__(cls), no arguments, no
+        # __init__); _build then sets plain attributes (no dunders) from a
+        # dict already made, so nothing runs and nothing is copied beyond
+        # the dict (charged). timm saves its args as a Namespace. The
+        # HistoryBuffer class comes with _METHODS below.
+        ('argparse', 'Namespace'): argparse.Namespace,
+        # Returns one of a few named functions, as a value: REDUCE never
+        # calls what it returns (not in CALLABLE).
         ('builtins', 'getattr'): allowed_getattr,
-        # containers of a plain list/dict argument (_of): they copy
-        # references to objects already made, call none of them, and their
-        # size is charged to the pickle's budget. MultiStepLR's milestones
-        # (mmdet's schedule_1x) are a Counter.
+        # Containers of one plain list/tuple/dict argument (_of): they copy
+        # references to objects already made, hash only keys of bounded
+        # depth, call none of them, and what they copy is charged to the
+        # pickle's budget. MultiStepLR's milestones (mmdet's schedule_1x)
+        # are a Counter.
         ('collections', 'OrderedDict'): _of((list, tuple), 'OrderedDict'),
         ('collections', 'Counter'): _of((dict, ), 'Counter'),
         ('builtins', 'set'): _of((list, tuple), 'set'),
         ('builtins', 'frozenset'): _of((list, tuple), 'frozenset'),
-        # numbers and bytes from numbers, strs and bytes
+        # A number from two numbers (a str would be parsed: refused).
         ('builtins', 'complex'): _complex,
+        # Bytes from bytes or a str, as long as their argument (charged);
+        # never bytearray(n).
         ('builtins', 'bytearray'): _bytearray,
         ('_codecs', 'encode'): _encode,
-        # views of the file's own storages, checked against them
+        # Views of the file's own storages (no allocation), checked to stay
+        # inside them, with a bound on repeated elements; Parameters wrap
+        # such a view; no hooks, subclasses, state or metadata.
         ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
         ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
         ('torch._utils', '_rebuild_parameter_with_state'):
         _rebuild_parameter,
         ('torch._tensor', '_rebuild_from_type_v2'): _rebuild_from_type,
-        # plain values: a tuple of ints, a device name
+        # Small values from a tuple of ints (charged) or a device name.
         ('torch', 'Size'): _size,
         ('torch', 'device'): _device,
     }
-    # values, not called (CALLABLE leaves them out): protocol 2 names
-    # these classes for getattr, protocol 4 names the methods directly
+    # Values, never called (CALLABLE leaves out classes and these methods):
+    # protocol 2 names the classes for getattr, protocol 4 the methods.
     for cls, names in _METHODS.items():
         items[cls.__module__, cls.__name__] = cls
         for name in names:
             items[cls.__module__, f'{cls.__name__}.{name}'] = \
                 getattr(cls, name)
+    # numpy: see _numpy_items (dtype, _reconstruct and scalar are checked
+    # stand-ins; the classes are values).
     items.update(_numpy_items())
-    # values: persistent ids name them, nothing calls them
+    # Values: persistent ids name storage types, tensors' dtypes are
+    # torch.dtype objects; nothing calls or builds them.
     for name, dtype in _STORAGE_DTYPES.items():
         items['torch', name] = _StorageType(dtype)
     for name in dir(torch):
@@ -708,7 +728,7 @@ def _no_persistent(pid):
     raise RefusedCheckpoint(f'unexpected persistent id {pid!r:.200}')
 
 
-# --- storages ----------------------------------------------------------------
+# --- storages --------------------------------------------------------------
 
 def _restorer(map_location) -> Callable:
     if callable(map_location):
@@ -862,7 +882,7 @@ class _Archive(_Storages):
         return self.made[key]
 
 
-# --- torch's legacy stream ---------------------------------------------------
+# --- torch's legacy stream -------------------------------------------------
 
 #: The legacy stream's first pickle, and its second.
 MAGIC_NUMBER = 0x1950a86a20f9469cfc6c
@@ -986,7 +1006,7 @@ class _Legacy(_Storages):
         return result
 
 
-# --- files --------------------------------------------------------------------
+# --- files -----------------------------------------------------------------
 
 _ZIP = b'PK\x03\x04'
 
