@@ -1029,29 +1029,31 @@ def _kind(f, size: int) -> str:
     """'zip' or 'legacy', or a refusal saying what the file is."""
     head = f.read(512)
     f.seek(0)
-    if head.startswith(_ZIP) or zipfile.is_zipfile(f):
-        f.seek(0)
+    if head.startswith(_ZIP):
         if not zipfile.is_zipfile(f):
             raise RefusedCheckpoint(
                 'it is not a whole torch.save zip archive: the zip is cut '
                 'short or corrupt (its directory at the end is missing)')
         return 'zip'
-    f.seek(0)
     if head[257:262] == b'ustar':
         raise RefusedCheckpoint(
             f'it is in torch\'s pre-1.0 tar format, which only torch\'s '
             f'full unpickler reads. {TRUSTED}')
+    f.seek(0)
     try:
         magic = _unpickle(_Bounded(f, size), _no_persistent, size)
     except (RefusedCheckpoint, ValueError, IndexError, TypeError,
             KeyError, UnicodeDecodeError, EOFError) as e:
         magic = e
-    if magic != MAGIC_NUMBER or type(magic) is not int:
-        raise RefusedCheckpoint(
-            f'it is neither a torch.save zip archive nor torch\'s legacy '
-            f'format (a plain pickle or another file), which only a full '
-            f'unpickler reads. {TRUSTED}')
-    return 'legacy'
+    if type(magic) is int and magic == MAGIC_NUMBER:
+        return 'legacy'
+    f.seek(0)
+    if zipfile.is_zipfile(f):  # a zip after other bytes
+        return 'zip'
+    raise RefusedCheckpoint(
+        f'it is neither a torch.save zip archive nor torch\'s legacy '
+        f'format (a plain pickle or another file), which only a full '
+        f'unpickler reads. {TRUSTED}')
 
 
 # What reading a cut or corrupt file can raise, beyond our own refusals
