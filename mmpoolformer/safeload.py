@@ -521,6 +521,9 @@ class _Machine:
                                     'copied over and over)')
 
     def made(self, obj, depth: int = 0):
+        seen = self.seen.get(id(obj))
+        if seen is not None and seen[0] is obj:
+            return obj  # a call gave back an object it had (getattr)
         if not isinstance(obj, _ATOMS):
             if depth > MAX_DEPTH:
                 raise RefusedCheckpoint(f'pickle: containers nested over '
