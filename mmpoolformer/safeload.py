@@ -1081,7 +1081,7 @@ def _read(path, map_location, whole: bool):
     except RefusedCheckpoint as e:
         raise RefusedCheckpoint(f'Refused {name}: {e}') from None
     except _CallerError as e:
-        raise e.__cause__
+        raise e.args[0]
     except _CORRUPT as e:
         raise RefusedCheckpoint(
             f'Refused {name}: the file is cut short or corrupt '

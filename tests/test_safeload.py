@@ -111,9 +111,28 @@ def test_reads_what_torch_load_reads():
 @pytest.mark.parametrize('map_location', [
     None, 'cpu', torch.device('cpu'), {'cpu': 'cpu'},
     lambda storage, location: storage])
-def test_map_location(map_location):
-    t = load_bytes(saved({'w': torch.ones(3)}), map_location=map_location)
+@pytest.mark.parametrize('legacy', [False, True])
+def test_map_location(map_location, legacy):
+    data = (saved_legacy if legacy else saved)({'w': torch.ones(3)})
+    t = load_bytes(data, map_location=map_location)
     assert torch.equal(t['w'], torch.ones(3))
+
+
+def test_map_location_errors_are_the_callers():
+    """An error of the caller's map_location is raised as it is; a
+    location the file names that cannot be used here is a refusal."""
+    def shrink(storage, location):
+        return torch.UntypedStorage(1)
+
+    with pytest.raises(ValueError, match='map_location returned'):
+        load_bytes(saved({'w': torch.ones(3)}), map_location=shrink)
+    data = legacy_stream({'w': Rebuild(Stored('7', 1), 0, (1, ), (1, ))},
+                         {'7': (1, bytes(4))})
+    bad = data.replace(b'cpu', b'xpq')
+    with pytest.raises(RefusedCheckpoint, match="location 'xpq'"):
+        load_bytes(bad)
+    assert torch.equal(load_bytes(bad, map_location='cpu')['w'],
+                       torch.zeros(1))
 
 
 def test_map_location_callable_sees_every_storage():
