@@ -334,9 +334,6 @@ def allowed_getattr(obj, name):
             for cls, names in _METHODS.items()) + ' are allowed')
 
 
-history_buffer_getattr = allowed_getattr
-
-
 def _allowed() -> Dict[Tuple[str, str], Any]:
     """The allowlist. Beside each entry: why no argument can run code,
     corrupt memory, or allocate far more than the file holds."""
