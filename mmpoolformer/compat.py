@@ -2,15 +2,14 @@
 ``mmpoolformer`` is imported. Nothing else in the package changes another
 library.
 
-1. torch's own weights-only loader, for other libraries' ``torch.load``
-   calls (mmdet's model tools, say). torch >= 2.6 loads with
-   ``weights_only=True`` by default and refuses the numpy arrays and scalars
-   and the message hub's ``HistoryBuffer`` objects in mmengine's
-   checkpoints. Where torch can be told (2.6 on), we allow the objects
-   :mod:`mmpoolformer.safeload` allows of them (:func:`allowed_globals`);
-   torch's loader calls numpy's own functions, without safeload's checks on
-   them. Nothing of ours relies on it: every load the package makes goes
-   through ``safeload``.
+1. Not changed: torch's own weights-only loader. torch >= 2.6 loads with
+   ``weights_only=True`` by default and refuses the numpy objects in
+   mmengine's checkpoints. Allowing them there (``add_safe_globals``) would
+   let torch's unpickler call numpy's ``dtype.__setstate__`` on a dtype an
+   array already uses, which a crafted file turns into reads and writes
+   past the array's buffer; torch offers no hook to check that ``BUILD``.
+   So other libraries' direct ``torch.load`` calls behave as on stock
+   torch, and every load this package touches goes through ``safeload``.
 
 2. mmengine's checkpoint loaders. mmengine reads every checkpoint
    (``load_from``, ``resume``, ``init_cfg`` of its own ``Pretrained``,
@@ -53,34 +52,9 @@ import os
 import os.path as osp
 import sys
 
-import numpy as np
-import torch
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
-from . import safeload
 from .weights import download, is_url, load_file
-
-def allowed_globals():
-    """What torch's weights-only loader may read of mmengine's checkpoints:
-    numpy's arrays, scalars and dtypes, ``_codecs.encode``, mmengine's
-    ``HistoryBuffer`` and ``OneCycleParamScheduler`` (as the object whose
-    annealing function OneCycleLR's state names), and ``builtins.getattr``
-    bound to the restricted :func:`~mmpoolformer.safeload.allowed_getattr`.
-    torch's loader calls numpy's own functions, without the checks
-    :mod:`mmpoolformer.safeload` adds to them."""
-    multiarray = safeload._multiarray()
-    found = [(safeload.allowed_getattr, 'builtins.getattr'),
-             multiarray._reconstruct, multiarray.scalar, np.ndarray,
-             np.dtype, safeload._encode, *safeload._METHODS]
-    found += [obj for (module, _), obj in safeload.ALLOWED.items()
-              if module == 'numpy.dtypes']
-    return found
-
-
-def allow_in_torch_load():
-    """torch >= 2.6: :func:`allowed_globals` for torch's own loader."""
-    if torch.__version__ >= '2.6':  # a TorchVersion compares as a version
-        torch.serialization.add_safe_globals(allowed_globals())
 
 
 def load_from_local_safely(filename, map_location=None):
@@ -222,7 +196,6 @@ def when_imported(name, patch):
 
 def apply():
     """Apply every fix; called once, by ``import mmpoolformer``."""
-    allow_in_torch_load()
     register_safe_loaders()
     resolve_own_configs()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)

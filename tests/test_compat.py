@@ -1,6 +1,8 @@
-"""mmengine's checkpoints load with torch's weights-only loader; nothing else
-that is pickled does."""
+"""mmengine's checkpoints load through mmengine's loaders, which read with
+mmpoolformer.safeload; nothing else that is pickled does, and torch's own
+loader is left as it is."""
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -72,9 +74,15 @@ def test_payload_refused_and_not_run(tmp_path):
 
 
 @pytest.mark.skipif(torch.__version__ < '2.6', reason="torch's loader is "
-                    'weights-only by default, and told of mmengine, from 2.6')
-def test_getattr_limited_to_statistics_methods(tmp_path):
+                    'weights-only by default from 2.6')
+def test_torch_loader_not_widened(tmp_path):
+    """Importing the package allows torch's own unpickler nothing: it would
+    call numpy's dtype.__setstate__ unchecked (compat.py, item 1)."""
+    path = tmp_path / 'epoch_1.pth'
+    torch.save(mmengine_like_checkpoint(), path)
+    with pytest.raises(pickle.UnpicklingError, match='numpy'):
+        torch.load(path)
     path = tmp_path / 'sneaky.pth'
     torch.save({'x': SneakyGetattr()}, path)
-    with pytest.raises(Exception, match='__init__'):
+    with pytest.raises(pickle.UnpicklingError, match='getattr'):
         torch.load(path)
