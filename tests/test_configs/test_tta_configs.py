@@ -84,7 +84,7 @@ def test_segmentor_carries_mmsegs_tta(path, mmseg_tta):
     assert ratios == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
 
 
-def test_a_config_without_tta_settings_is_named(tmp_path):
+def test_a_config_without_tta_settings_is_named():
     cfg = Config(dict(default_scope='mmseg', model=dict(type='X'),
                       tta_model=dict(type='SegTTAModel')))
     with pytest.raises(ValueError, match='sets no tta_pipeline;'):

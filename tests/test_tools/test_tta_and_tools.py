@@ -208,10 +208,9 @@ def test_mmseg_benchmark_on_cpu(seg, tiny_data, here, capsys):
     """mmseg's benchmark.py times 200 images (5 warm-up), on the CPU when
     there is no GPU: the 4 held-out images 50 times."""
     cfg, work = seg
-    loader = dict(batch_size=1, num_workers=0, persistent_workers=False,
-                  dataset=dict(type='RepeatDataset', times=50,
-                               dataset=Config.fromfile(cfg).test_dataloader
-                               .dataset.to_dict()))
+    dataset = Config.fromfile(cfg).test_dataloader.dataset.to_dict()
+    loader = dict(dataset=dict(_delete_=True, type='RepeatDataset',
+                               times=50, dataset=dataset))
     bench = shapes_config(here / 'bench.py', 'seg', tiny_data,
                           test_dataloader=loader)
     call('mmseg', 'analysis_tools/benchmark.py', bench, work / 'iter_4.pth',
