@@ -29,6 +29,22 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def lower_model_threshold(cfg, score_thr):
+    """Lower a detector's own test threshold (``score_thr`` in its
+    ``test_cfg``, or ``test_cfg.rcnn`` for two stages), which drops boxes
+    before ``--score-thr`` is applied, to ``score_thr``. Returns a line
+    saying so, or None."""
+    test_cfg = cfg.model.get('test_cfg') or {}
+    for where, node in (('test_cfg', test_cfg),
+                        ('test_cfg.rcnn', test_cfg.get('rcnn'))):
+        own = node.get('score_thr') if isinstance(node, dict) else None
+        if own is not None and own > score_thr:
+            node['score_thr'] = score_thr
+            return (f"the model's own {where}.score_thr {own} lowered to "
+                    f'--score-thr {score_thr}')
+    return None
+
+
 def describe(scope, pred, classes, score_thr):
     """A line per detection, or the share of each predicted class."""
     lines = []
@@ -58,6 +74,9 @@ def main(argv=None):
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
         from mmdet.apis import DetInferencer
+        lowered = lower_model_threshold(cfg, args.score_thr)
+        if lowered:
+            print(lowered)
         inferencer = DetInferencer(cfg, args.weights, device=args.device)
         out = inferencer(args.image, return_vis=True, no_save_vis=True,
                          pred_score_thr=args.score_thr)

@@ -4,7 +4,8 @@ import numbers
 import os
 import os.path as osp
 
-from mmpoolformer.engine.launch import build_runner, load_config, tool_parser
+from mmpoolformer.engine.launch import (build_runner, enable_tta,
+                                        load_config, tool_parser)
 
 
 def parse_args(argv=None):
@@ -14,6 +15,9 @@ def parse_args(argv=None):
         '--out', help='save predictions: a .pkl file (detection) or a '
         'folder of label images (segmentation)')
     p.add_argument('--show-dir', help='save images with predictions drawn')
+    p.add_argument('--tta', action='store_true',
+                   help="test-time augmentation: the config's tta_model and "
+                   'tta_pipeline')
     return p.parse_args(argv)
 
 
@@ -46,6 +50,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         cfg = load_config(args)
+        if args.tta:
+            enable_tta(cfg)
     except ValueError as e:  # e.g. a launcher this machine cannot run
         raise SystemExit(str(e))
     cfg.load_from = args.checkpoint

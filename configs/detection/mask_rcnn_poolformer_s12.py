@@ -5,6 +5,8 @@ _base_ = [
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
 ]
+# No test-time augmentation: mmdet 3.3 has none for instance segmentation
+# (its DetTTAModel merges boxes only), and tools/test.py --tta says so.
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 
 model = dict(

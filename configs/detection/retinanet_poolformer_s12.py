@@ -4,6 +4,9 @@ _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',
     'mmdet::_base_/default_runtime.py',
+    # tools/test.py --tta: mmdet's RetinaNet test-time augmentation, boxes
+    # of 3 scales (1333x800 and its 0.5 and 1.5) x flip merged by NMS
+    'mmdet::retinanet/retinanet_tta.py',
 ]
 custom_imports = dict(imports=['mmpoolformer'], allow_failed_imports=False)
 

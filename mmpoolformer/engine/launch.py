@@ -8,7 +8,7 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -94,6 +94,37 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     prepare(cfg, args.config, args.launcher, args.work_dir, args.local_rank)
     return cfg
+
+
+def _find_key(node, key: str) -> bool:
+    """Whether ``key`` is a key anywhere in a nested config."""
+    if isinstance(node, dict):
+        return key in node or any(_find_key(v, key) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return any(_find_key(v, key) for v in node)
+    return False
+
+
+def enable_tta(cfg: Config) -> None:
+    """Test with the config's test-time augmentation, as mmdet's and mmseg's
+    ``tools/test.py --tta`` do: ``tta_model`` wraps the model and
+    ``tta_pipeline`` replaces the test pipeline."""
+    if cfg.get('default_scope') == 'mmdet' and _find_key(cfg.model,
+                                                         'mask_head'):
+        # mmdet's DetTTAModel merges boxes only and asserts on masks
+        raise ValueError(
+            '--tta: mmdet 3.3 has no test-time augmentation for instance '
+            'segmentation (its DetTTAModel merges boxes, not masks); test '
+            'this model without --tta')
+    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+    if missing:
+        raise ValueError(
+            f'--tta: the config sets no {" and no ".join(missing)}; see '
+            'tta_model and tta_pipeline in configs/detection/'
+            'retinanet_poolformer_s12.py or mmseg\'s _base_/datasets/'
+            'ade20k.py')
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
 
 def build_runner(cfg: Config):

@@ -40,3 +40,10 @@ def run(cmd: List[str], cwd: Optional[str] = None,
             f'{cmd} exited with {proc.returncode}\n'
             f'{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
     return proc
+
+
+def log(cmd: List[str], cwd: Optional[str] = None,
+        env: Optional[Dict[str, str]] = None) -> str:
+    """All that :func:`run` ``cmd`` printed."""
+    proc = run(cmd, cwd, env)
+    return proc.stdout + proc.stderr

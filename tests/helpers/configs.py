@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 
 from mmpoolformer.testing.heads import train_step
-from .checkout import REPO
+from .checkout import REPO, run, tool
 
 #: The checkout's configs/.
 CONFIGS = pathlib.Path(REPO) / 'configs'
@@ -68,6 +68,16 @@ def shapes_config(path, task, data, model_from=None, **changes):
     cfg.default_hooks.logger.interval = 1
     cfg.dump(str(path))
     return str(path)
+
+
+def trained(tmp_path_factory, task, data, **changes):
+    """(config, work dir) of the demo's ``task`` config with ``changes``,
+    trained on its tiny schedule by tools/train.py."""
+    tmp = tmp_path_factory.mktemp(task)
+    cfg = shapes_config(tmp / 'cfg.py', task, data, **changes)
+    work = tmp / 'work'
+    run(tool('train.py', cfg, '--work-dir', work), tmp)
+    return cfg, work
 
 
 def build(path, size=None, **backbone):

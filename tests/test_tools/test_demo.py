@@ -1,6 +1,7 @@
 """The demo end to end in quick mode, and the dataset it generates."""
 import json
 import os.path as osp
+import sys
 
 import numpy as np
 import pytest
@@ -33,6 +34,17 @@ def test_generator_is_deterministic_and_valid(tmp_path):
         assert poly[:, 0].min() >= x0 and poly[:, 0].max() < x0 + w
         assert poly[:, 1].min() >= y0 and poly[:, 1].max() < y0 + h
         assert 0 < x['area'] <= w * h
+
+
+def test_generator_runs_as_a_module_without_warning(tmp_path):
+    """``python -m mmpoolformer.datasets.shapes``: the package does not
+    import the module before runpy runs it (runpy warns if it did)."""
+    out = run([sys.executable, '-m', 'mmpoolformer.datasets.shapes',
+               str(tmp_path), '--train', '1', '--val', '1', '--size', '32'],
+              tmp_path)
+    assert 'RuntimeWarning' not in out.stderr, out.stderr
+    assert osp.isfile(tmp_path / 'coco' / 'annotations' /
+                      'instances_val2017.json')
 
 
 def test_loaders_read_the_dataset(tmp_path):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from helpers.checkout import REPO, run, tool
-from helpers.configs import shapes_config
+from helpers.checkout import REPO, log, run, tool
+from helpers.configs import shapes_config, trained
 from mmpoolformer.datasets import SEG_CLASSES
 
 pytestmark = pytest.mark.slow
@@ -25,22 +25,6 @@ def rank_reports(out_dir):
                                     allow_failed_imports=False),
                 custom_hooks=[dict(type='RankReportHook',
                                    out_dir=str(out_dir))])
-
-
-def log(cmd, cwd, env=None):
-    """All that :func:`run` ``cmd`` printed."""
-    proc = run(cmd, cwd, env)
-    return proc.stdout + proc.stderr
-
-
-def trained(tmp_path_factory, task, data, **changes):
-    """(config, work dir) of the demo's ``task`` config with ``changes``,
-    trained on its tiny schedule by tools/train.py."""
-    tmp = tmp_path_factory.mktemp(task)
-    cfg = shapes_config(tmp / 'cfg.py', task, data, **changes)
-    work = tmp / 'work'
-    run(tool('train.py', cfg, '--work-dir', work), tmp)
-    return cfg, work
 
 
 @pytest.fixture(scope='module')
