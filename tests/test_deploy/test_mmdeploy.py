@@ -172,10 +172,9 @@ def test_retinanet_converts_and_runs(tmp_path):
 @pytest.mark.slow
 def test_mask_rcnn_converts_and_runs(tmp_path):
     """Converted, ONNX Runtime's Mask R-CNN gives boxes, scores and masks
-    of the image's size. Its detections are not PyTorch's (docs/deploy.md,
-    Limits): mmdeploy clips proposals to the padded input and runs the
-    RPN's NMS over all levels at once, mmdet per level; the figures are
-    reported (pytest -s)."""
+    of the image's size. Its detections are not PyTorch's, even with no
+    padding, for a cause not established (docs/deploy.md, Limits): the
+    figures are reported (pytest -s), not asserted."""
     recipe = 'mask_rcnn_poolformer_s12.py'
     ours, backend, processor, _ = convert(
         tmp_path, recipe, 'instance-seg_onnxruntime_dynamic.py')
