@@ -10,6 +10,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FLOOR_PY := .venv-floor/bin/python
 LATEST_PY := .venv-latest/bin/python
+DEPLOY_PY := .venv-deploy/bin/python
 # What the floor runs: every family's models and mixed precision, weights
 # and every payload (FLOOR_TESTS, less what is marked slow), and of the slow
 # end-to-end runs (FLOOR_SLOW) one each: --amp with resume, resume after a
@@ -34,11 +35,12 @@ LATEST_TESTS := tests/test_models/test_fused.py \
 	tests/test_weights.py tests/test_safeload.py tests/test_safe_urls.py
 
 .PHONY: setup setup-newest setup-floor setup-latest test test-newest \
-	test-floor test-latest test-fast demo clean
+	test-floor test-latest test-fast demo clean setup-deploy test-deploy
 
 # the environments at once: one's downloads overlap another's compiling
 setup:
 	@$(MAKE) --no-print-directory -j3 setup-newest setup-floor setup-latest
+	@$(MAKE) --no-print-directory setup-deploy
 
 setup-newest:
 	@bash tools/setup_env.sh newest
@@ -56,6 +58,7 @@ test: setup
 	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q -m "not slow"
 	$(FLOOR_PY) -m pytest $(FLOOR_SLOW) -q
 	$(LATEST_PY) -m pytest $(LATEST_TESTS) -q
+	@$(MAKE) --no-print-directory test-deploy
 
 test-newest: setup-newest
 	$(PY) -m pytest tests -q
@@ -66,6 +69,17 @@ test-floor: setup-floor
 
 test-latest: setup-latest
 	$(LATEST_PY) -m pytest $(LATEST_TESTS) -q
+
+# mmdeploy 1.3.1 pins protobuf and onnx: an environment of its own over the
+# floor's torch, after the floor's (whose compiled mmcv wheel it reuses).
+# Its tests: the conversions checked by ONNX Runtime, and the deploy page's
+# example.
+setup-deploy: setup-floor
+	@bash tools/setup_env.sh deploy
+
+test-deploy: setup-deploy
+	$(DEPLOY_PY) -m pytest tests/test_deploy -q
+	$(DEPLOY_PY) -m pytest tests/test_docs/test_readme.py -q -k deploy
 
 # all but the end-to-end runs of the tools (tests marked slow), newest torch
 test-fast: setup-newest

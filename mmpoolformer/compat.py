@@ -46,6 +46,12 @@ library.
    package Python imported, and leave the scope alone: our configs are
    mmdet and mmseg configs and build in their ``default_scope``. Other
    ``pkg::`` paths go to mmengine as before.
+
+5. mmdeploy's ONNX export (:mod:`mmpoolformer.deploy`): an exact
+   ``adaptive_avg_pool2d`` (UperNet's pyramid pooling) for its inexact one,
+   mmseg's ``Upsample`` with its size traced, and ``dynamo=False`` for its
+   ``torch.onnx.export`` on torch >= 2.5 (2.9 made dynamo the default).
+   Applied when mmdeploy's modules are imported, before or after us.
 """
 import importlib.machinery
 import os
@@ -54,6 +60,7 @@ import sys
 
 from mmengine.runner import checkpoint as mmengine_checkpoint
 
+from . import deploy
 from .weights import download, is_url, load_file
 
 
@@ -199,3 +206,7 @@ def apply():
     register_safe_loaders()
     resolve_own_configs()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)
+    when_imported('mmdeploy.apis.onnx.export', deploy.export_with_torchscript)
+    when_imported('mmdeploy.pytorch.functions.adaptive_pool',
+                  deploy.register_adaptive_pool)
+    when_imported('mmdeploy.codebase.mmseg', deploy.register_mmseg)

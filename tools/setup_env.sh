@@ -11,6 +11,10 @@
 #                                            release, with mmcv-lite (no
 #                                            ops: they do not compile for
 #                                            it), for what needs no ops
+#   tools/setup_env.sh deploy   .venv-deploy the floor's stack (its mmcv
+#                                            wheel reused) with mmdeploy
+#                                            1.3.1 and the onnx, protobuf
+#                                            and onnxruntime it needs
 #
 # Idempotent: a stamp file records a finished install, keyed on this script
 # and requirements.txt, so later runs return in a second.
@@ -29,6 +33,14 @@ case "$STACK" in
         # torch 2.0/2.1 are built against numpy 1.x
         pins=(torch==2.0.1 torchvision==0.15.2 numpy==1.26.4)
         extra=() ;;
+    deploy)
+        VENV=${VENV:-.venv-deploy}
+        # mmdeploy 1.3.1 (its last release) is tested up to torch 2.0 and
+        # needs protobuf <= 3.20.2, which onnx 1.14 is the last to accept;
+        # its ONNX Runtime ops library is built against onnxruntime 1.15.1.
+        pins=(torch==2.0.1 torchvision==0.15.2 numpy==1.26.4)
+        held=(onnx==1.14.1 onnxruntime==1.15.1 protobuf==3.20.2)
+        extra=(mmdeploy==1.3.1) ;;
     latest)
         VENV=${VENV:-.venv-latest}
         pins=(torch==2.14.1)
@@ -38,7 +50,7 @@ case "$STACK" in
         # models, which import mmcv.ops, do not build here
         lite=1 ;;
     *)
-        echo "usage: $0 [newest|floor|latest]" >&2
+        echo "usage: $0 [newest|floor|latest|deploy]" >&2
         exit 2 ;;
 esac
 stamp="$VENV/.mmpoolformer-stamp"
@@ -49,7 +61,8 @@ fi
 log() { echo "[setup $STACK] $*"; }
 log "creating $VENV (${pins[*]}; first run: minutes, mostly compiling mmcv's ops; seconds after)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-printf '%s\n' "${pins[@]}" > "$VENV/constraints.txt"
+# pins are installed first; held versions only constrain what follows
+printf '%s\n' "${pins[@]}" ${held[@]+"${held[@]}"} > "$VENV/constraints.txt"
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 pin=(-c "$VENV/constraints.txt")
 "${pip[@]}" install --upgrade pip

@@ -327,14 +327,19 @@ class DenseBackbone(BaseModule):
         """Check ``x`` and pad it right/bottom to a multiple of the stem's
         stride (as mmdet's Swin does), so that output i is
         ceil(H / 2**(i + 2)) for any H: the stem alone would drop a row
-        for some sizes. Other sizes are left untouched."""
+        for some sizes. Other sizes are left untouched when run; traced or
+        exported, the pad is always in the graph, its amounts computed from
+        the input's shape, so that an exported model pads every size it is
+        given, not the one it was traced at."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f'{type(self).__name__} expects input of shape '
                 f'[N, {self.in_channels}, H, W], got {list(x.shape)}')
         s = self.stem_stride
         pad_h, pad_w = -x.shape[2] % s, -x.shape[3] % s
-        if pad_h or pad_w:
+        # Traced, the amounts are graph values and testing them would fix
+        # the branch taken at the traced size.
+        if is_tracing() or pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return x
 

@@ -33,7 +33,9 @@ def own_weights(path):
     """The backbone family and size the config's file name names, as its
     weights' file names spell them (e.g. 'poolformer_s12')."""
     name = osp.splitext(osp.basename(path))[0]
-    if name.endswith('_shapes'):  # the demo: from scratch
+    # the demo (from scratch) and mmdeploy's configs (no model)
+    if name.endswith('_shapes') or \
+            osp.basename(osp.dirname(path)) == 'deploy':
         return None
     return '_'.join(name.split('_')[-2:])
 

@@ -120,3 +120,24 @@ def test_default_backbone_exports_to_onnx(tmp_path, fast_batches, dynamo):
     assert len(got) == len(expected) == 4
     for a, b in zip(got, expected):
         assert_close(torch.from_numpy(np.asarray(a)), b, 'onnxruntime')
+
+
+def test_exported_backbone_pads_every_size(tmp_path):
+    """Exported at a size the stem's stride divides, the graph still pads
+    inputs whose sides are 1, 2 or 3 mod 4 onto PyTorch's grid."""
+    import onnxruntime as ort
+    torch.manual_seed(0)
+    model = randomise(PoolFormer(SMALL)).eval()
+    path = str(tmp_path / 'poolformer.onnx')
+    torchapi.onnx_export(
+        model, torch.randn(1, 3, 64, 96), path, input_names=['image'],
+        dynamic_axes={'image': {0: 'batch', 2: 'height', 3: 'width'}},
+        opset_version=17)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for size in [(98, 101), (99, 66)]:
+        x = torch.randn(1, 3, *size)
+        got = session.run(None, {'image': x.numpy()})
+        with torch.no_grad():
+            expected = model(x)
+        for a, b in zip(got, expected):
+            assert_close(torch.from_numpy(a), b, f'onnxruntime at {size}')

@@ -1,0 +1,113 @@
+"""What mmdeploy (1.3.1) needs to export these models exactly, registered by
+:mod:`mmpoolformer.compat` when mmdeploy's modules are imported; nothing
+here imports mmdeploy otherwise.
+
+1. ``F.adaptive_avg_pool2d`` (UperNet's and PSPNet's pyramid pooling).
+   mmdeploy's default rewriter replaces it by an ``avg_pool2d`` whose kernel
+   is the traced size divided by the output size, rounded down: wrong
+   wherever the output size does not divide the input's (UperNet's scale 6
+   on a 16x16 map gives 8x8), and fixed at the traced size in a dynamic
+   export. :func:`adaptive_avg_pool2d` computes PyTorch's bins from the
+   input's shape in the graph.
+2. mmseg's ``Upsample`` (Semantic FPN's scale heads) computes its output
+   size with ``int()``, which fixes the traced size in the graph; with a
+   scale factor it is the same as ``F.interpolate(...,
+   recompute_scale_factor=True)``, which traces the size from the input's.
+3. torch >= 2.9 exports with the dynamo exporter by default, which
+   mmdeploy's ``torch2onnx`` does not drive; its export module is given a
+   ``torch`` whose ``onnx.export`` passes ``dynamo=False``.
+"""
+import torch
+import torch.nn.functional as F
+
+from .torchapi import VERSION
+
+
+def _bins(length, n: int):
+    """PyTorch's adaptive-pooling bins over a side of ``length`` (an int,
+    or a traced size): bin i spans [floor(i L / n), ceil((i + 1) L / n))."""
+    return [(i * length // n, ((i + 1) * length + n - 1) // n)
+            for i in range(n)]
+
+
+def _pool_side(x: torch.Tensor, dim: int, n) -> torch.Tensor:
+    if n is None:  # adaptive pooling keeps this side
+        return x
+    if n == 1:
+        return x.mean(dim, keepdim=True)
+    parts = [x.narrow(dim, start, end - start).mean(dim, keepdim=True)
+             for start, end in _bins(x.shape[dim], int(n))]
+    return torch.cat(parts, dim)
+
+
+def adaptive_avg_pool2d(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` in slices and means whose
+    bounds follow ``x``'s shape when traced, so that an exported graph pools
+    any input size as PyTorch does. A bin's mean over rows of its means over
+    columns is its mean: each row of a bin has the same columns."""
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    out_h, out_w = output_size
+    return _pool_side(_pool_side(x, -1, out_w), -2, out_h)
+
+
+def upsample_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """mmseg's ``Upsample.forward`` with its output size traced."""
+    if self.size:
+        from mmdeploy.core import FUNCTION_REWRITER
+        return FUNCTION_REWRITER.get_context().origin_func(self, x)
+    # floor(side * scale), as Upsample's int(), then interpolation by size
+    return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode,
+                         align_corners=self.align_corners,
+                         recompute_scale_factor=True)
+
+
+def register_adaptive_pool(module) -> None:
+    """Replace mmdeploy's default rewriter of ``adaptive_avg_pool2d``
+    (``module``: ``mmdeploy.pytorch.functions.adaptive_pool``) by
+    :func:`adaptive_avg_pool2d`. Backend-specific rewriters (ncnn's,
+    TorchScript's) stay. Idempotent."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    registry = FUNCTION_REWRITER._registry
+    name = 'torch.nn.functional.adaptive_avg_pool2d'
+    if any(r['_object'] is adaptive_avg_pool2d
+           for r in registry._rewrite_records.get(name, [])):
+        return
+    registry.remove_record(module.adaptive_avg_pool2d__default)
+    FUNCTION_REWRITER.register_rewriter(func_name=name)(adaptive_avg_pool2d)
+
+
+def register_mmseg(module) -> None:
+    """Register :func:`upsample_forward` (``module``: mmdeploy's mmseg
+    codebase, imported when a segmentation task is built). Idempotent."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    name = 'mmseg.models.utils.wrappers.Upsample.forward'
+    if name not in FUNCTION_REWRITER._registry._rewrite_records:
+        FUNCTION_REWRITER.register_rewriter(func_name=name)(upsample_forward)
+
+
+class _With:
+    """``target`` with some attributes replaced."""
+
+    def __init__(self, target, **replaced):
+        self._target, self._replaced = target, replaced
+
+    def __getattr__(self, name):
+        if name in self._replaced:
+            return self._replaced[name]
+        return getattr(self._target, name)
+
+
+def export_with_torchscript(module) -> None:
+    """torch >= 2.5: ``module`` (``mmdeploy.apis.onnx.export``) sees a
+    ``torch`` whose ``onnx.export`` passes ``dynamo=False``, the TorchScript
+    exporter mmdeploy's rewriters and symbolics are written for (2.9 made
+    dynamo the default). Idempotent."""
+    if VERSION < '2.5' or isinstance(module.torch, _With):
+        return
+
+    def export(*args, **kwargs):
+        kwargs.setdefault('dynamo', False)
+        return torch.onnx.export(*args, **kwargs)
+
+    module.torch = _With(torch, onnx=_With(torch.onnx, export=export))
