@@ -186,3 +186,33 @@ def test_one_trained_parameter(clock):
         p.requires_grad_(False)
     step(model, x_grad=False)
     assert [k[5] for k in fast.CHOICES][0] == 'grad params'
+
+
+@pytest.mark.parametrize('grad', [True, False])
+def test_deterministic_mode_takes_the_rule(clock, monkeypatch, grad):
+    """mmengine's ``randomness=dict(deterministic=True)`` (its
+    ``set_random_seed``) turns on torch's deterministic algorithms: 'auto'
+    then runs :data:`fused.DETERMINISTIC` without measuring, and says so
+    once. (conftest restores the mode after the test.)"""
+    from mmengine.runner.utils import set_random_seed
+    said = []
+    monkeypatch.setattr(fast, 'print_log',
+                        lambda msg, **kwargs: said.append(msg))
+    monkeypatch.setattr(fast, '_told_deterministic', False)
+    clock['cost'] = {True: 2., False: 1.}  # a measurement: op by op
+    set_random_seed(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert fast.DETERMINISTIC is True
+    model = PoolFormer(SMALL).train(grad)
+    assert step(model, grad=grad) == [True] * 4
+    assert step(model, size=(128, 192), grad=grad) == [True] * 4
+    assert clock['reads'] == 0 and not fast.CHOICES
+    assert len(said) == 1 and 'deterministic algorithms are on' in said[0]
+    # a pin still wins
+    monkeypatch.setenv(fast.ENV, 'plain')
+    assert step(model, grad=grad) == [False] * 4
+    # and without the mode, 'auto' measures again
+    monkeypatch.delenv(fast.ENV)
+    torch.use_deterministic_algorithms(False)
+    assert step(model, grad=grad) == [False] * 4
+    assert clock['reads'] > 0 and len(said) == 1 + 4
