@@ -258,8 +258,9 @@ def decide(key: tuple, run: Callable[[bool], None],
     stage's first block on the real input by each path (its forward, and in
     training its backward through ``torch.autograd.grad``, so no ``.grad``
     changes; with its share of converting the stage's output to NCHW where
-    the backbone returns it channels-last), :data:`ROUNDS` times each, interleaved, under a forked RNG
-    (drop path's draws leave the stream where they found it). Each path's
+    the backbone returns it channels-last), :data:`ROUNDS` times each,
+    interleaved, under a forked RNG (drop path's draws leave the stream
+    where they found it). Each path's
     fastest run counts; the fast path wins unless op by op is faster by more
     than :data:`MARGIN`. The choice is cached for the process
     (:data:`CHOICES`) and logged. So the first call of each key costs
