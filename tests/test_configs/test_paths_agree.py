@@ -18,6 +18,8 @@ from mmpoolformer.testing import randomise
 from mmpoolformer.testing.heads import (STOCK_HEADS, random_batch,
                                         stock_model_cfg)
 
+# a whole detector or segmentor, two steps and two predictions each
+pytestmark = pytest.mark.slow
 SIZE = (128, 160)
 #: Ours where we ship a config; docs/usage.md's stock rows otherwise.
 OURS = {'RetinaNet': 'detection/retinanet_poolformer_s12.py',
