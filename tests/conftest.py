@@ -35,6 +35,22 @@ def exact_fp32_on_cuda(request):
          torch.backends.cuda.matmul.allow_tf32) = flags
 
 
+@pytest.fixture(autouse=True)
+def deterministic_mode_restored():
+    """A runner with ``randomness=dict(deterministic=True)`` turns on
+    torch's deterministic algorithms for the whole process (mmengine never
+    turns them off), and with them ``fused='auto'``'s fixed rule: each test
+    starts from the mode the one before it started from."""
+    flags = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    yield
+    torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = \
+        flags[2:]
+
+
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
     """8 training and 4 held-out 96px images in COCO and ADE20K layouts."""

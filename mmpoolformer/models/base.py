@@ -70,7 +70,8 @@ class DenseBackbone(BaseModule):
     calls :meth:`_build` with its stem and a function making each stage;
     :meth:`_build` builds the stages up to the last selected output, with
     stochastic depth rising linearly over all blocks, and one output norm
-    ``norm{i}`` per selected output. :meth:`forward` returns those outputs.
+    ``norm{i}`` per selected output. :meth:`forward` returns those
+    outputs, contiguous (NCHW) on every path.
 
     ``init_cfg`` may be a dict or a list of dicts, as for any mmengine
     module; a ``Pretrained`` entry (``checkpoint``, optional ``prefix`` and
@@ -380,7 +381,11 @@ class DenseBackbone(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage(x)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                # Plain NCHW, as every OpenMMLab backbone returns: the fast
+                # path's blocks and the token stages run channels-last, and
+                # mmcv's roi_align reads its input as NCHW whatever its
+                # strides (a no-op on a contiguous map).
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
         if watch:
             for i, out in zip(self.out_indices, outs):
                 # a frozen stage and norm have no gradient to miss

@@ -205,8 +205,21 @@ MARGIN = 0.03
 #: everywhere without measuring; 'measure' (or unset) measures.
 ENV = 'MMPOOLFORMER_AUTO'
 PINS = dict(measure=None, fast=True, plain=False)
+#: What 'auto' runs where the user asked for reproducibility
+#: (``torch.are_deterministic_algorithms_enabled()``, which mmengine's
+#: ``randomness=dict(deterministic=True)`` turns on): a rule, since a
+#: measurement can flip a close call from one run to the next. The fast
+#: path wherever it can run: it holds about half the memory in training,
+#: so asking for reproducibility never makes a run that fitted run out of
+#: memory; it is what close calls get anyway (:data:`MARGIN`); and it was
+#: the faster of the two for the whole S12 at every point of
+#: docs/benchmarks.md's CPU table. It calls the kinds of op the op-by-op
+#: block calls (pooling and its backward, GEMMs, layer norm, GELU), none
+#: of which torch's deterministic mode forbids.
+DETERMINISTIC = True
 #: The decisions of this process: :func:`decide`'s key -> fast path or not.
 CHOICES: Dict[tuple, bool] = {}
+_told_deterministic = False
 _clock = time.perf_counter  # tests replace it
 
 
@@ -244,8 +257,10 @@ def decide(key: tuple, run: Callable[[bool], None],
     How it decides: on the first call with a key, ``run(fast)`` runs the
     stage's first block on the real input by each path (its forward, and in
     training its backward through ``torch.autograd.grad``, so no ``.grad``
-    changes), :data:`ROUNDS` times each, interleaved, under a forked RNG
-    (drop path's draws leave the stream where they found it). Each path's
+    changes; with its share of converting the stage's output to NCHW where
+    the backbone returns it channels-last), :data:`ROUNDS` times each,
+    interleaved, under a forked RNG (drop path's draws leave the stream
+    where they found it). Each path's
     fastest run counts; the fast path wins unless op by op is faster by more
     than :data:`MARGIN`. The choice is cached for the process
     (:data:`CHOICES`) and logged. So the first call of each key costs
@@ -258,12 +273,26 @@ def decide(key: tuple, run: Callable[[bool], None],
     rounding) and DDP averages the gradients, so the replicas stay equal;
     a collective here would deadlock, since ranks meet new sizes at
     different steps.
+
+    With deterministic algorithms on (``torch.use_deterministic_algorithms``,
+    mmengine's ``randomness=dict(deterministic=True)``) nothing is measured:
+    'auto' follows :data:`DETERMINISTIC` and says so once in the log.
     """
+    global _told_deterministic
     pin = os.environ.get(ENV, 'measure')
     if pin not in PINS:
         raise ValueError(f'{ENV} must be one of {tuple(PINS)}, got {pin!r}')
     if PINS[pin] is not None:
         return PINS[pin]
+    if torch.are_deterministic_algorithms_enabled():
+        if not _told_deterministic:
+            _told_deterministic = True
+            print_log(
+                f"fused='auto': deterministic algorithms are on, so it "
+                f"runs {'the fast path' if DETERMINISTIC else 'op by op'} "
+                f"wherever it can, without measuring ({ENV}=fast|plain "
+                f"pins either path)", logger='current')
+        return DETERMINISTIC
     if key not in CHOICES:
         CHOICES[key] = _measure(key, run, device)
     return CHOICES[key]

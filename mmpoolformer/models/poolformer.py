@@ -72,14 +72,17 @@ class PoolFormerStage(Stage):
     """:class:`~.layers.Stage` of PoolFormer blocks that chooses, once per
     forward, whether its blocks run the fast path (:func:`.fused.applies`
     for ``fused``, the backbone's mode). ``ran_fast`` says what its last
-    eager forward ran (None before the first)."""
+    eager forward ran (None before the first). ``returned``: the backbone
+    returns this stage's output (converted to NCHW)."""
 
     def __init__(self, downsample: nn.Module,
                  blocks: Sequence[PoolFormerBlock], with_cp: bool,
-                 fused: Union[bool, str], dropout: float):
+                 fused: Union[bool, str], dropout: float,
+                 returned: bool = True):
         super().__init__(downsample, blocks, with_cp=with_cp)
         self.fused = fused
         self.dropout = dropout
+        self.returned = returned
         self.ran_fast = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +131,8 @@ class PoolFormerStage(Stage):
         """One run of the first block on ``x`` by the fast path (``fused``)
         or op by op, as :meth:`forward` would run it, and its backward where
         training needs one, through ``torch.autograd.grad``: no ``.grad``
-        is written, and nothing is kept."""
+        is written, and nothing is kept. A returned stage's channels-last
+        output adds the block's share of its conversion to NCHW."""
         block = self.blocks[0]
         x = x.detach().requires_grad_(x.requires_grad)
         fn = block
@@ -142,6 +146,16 @@ class PoolFormerStage(Stage):
         else:
             out = fn(inp)
         wrt = self._grads(x)
+        if self.returned and not out.is_contiguous():
+            # A channels-last output (the fast path's, or op by op's after
+            # a fast stage) costs a conversion to NCHW where the backbone
+            # returns it, and its gradient one back in training: once per
+            # stage, so each block is charged its share, the conversion of
+            # 1/len(blocks) of the channels each way.
+            share = out.detach()[:, :-(-out.shape[1] // len(self.blocks))]
+            share = share.contiguous()
+            if wrt:
+                share.contiguous(memory_format=torch.channels_last)
         if wrt:
             torch.autograd.grad(out, wrt, torch.ones_like(out),
                                 allow_unused=True)
@@ -182,9 +196,10 @@ class PoolFormer(DenseBackbone):
         with_cp (bool): Gradient checkpointing per block, trading compute
             for memory. Defaults to False.
         fused (bool | str): Whether blocks run the fast path
-            (:mod:`mmpoolformer.models.fused`) on channels-last maps: the
-            same function (fp32 differences ~1e-6), fewer passes over
-            memory, a hand-written backward. 'auto' runs it where it was
+            (:mod:`mmpoolformer.models.fused`) on channels-last maps (the
+            outputs are contiguous NCHW on every path): the same function
+            (fp32 differences ~1e-6), fewer passes over memory, a
+            hand-written backward. 'auto' runs it where it was
             measured faster: each stage times both paths on its first
             input of each size class, device, dtype and grad mode, and
             keeps the choice (:func:`.fused.decide`; the environment
@@ -270,7 +285,7 @@ class PoolFormer(DenseBackbone):
             down = nn.Conv2d(self.dims[i - 1], dim, 3, 2, 1) if i else \
                 nn.Identity()
             return PoolFormerStage(down, blocks, with_cp, self._fused,
-                                   drop_rate)
+                                   drop_rate, i in self.out_indices)
 
         self._build(nn.Conv2d(in_channels, self.dims[0], 7, 4, 2), stage,
                     norm_cfg)

@@ -26,7 +26,10 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize('arch', ['s12', 'm36'])
-def test_backbone_bf16_within_measured_tolerance(arch):
+def test_backbone_bf16_within_measured_tolerance(arch, monkeypatch):
+    # the fp32 reference op by op, as the bounds were measured
+    # (precision.py): autocast never takes the fast path
+    monkeypatch.setenv('MMPOOLFORMER_AUTO', 'plain')
     torch.manual_seed(0)
     model = randomise(PoolFormer(arch)).train()
     x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))

@@ -186,3 +186,63 @@ def test_one_trained_parameter(clock):
         p.requires_grad_(False)
     step(model, x_grad=False)
     assert [k[5] for k in fast.CHOICES][0] == 'grad params'
+
+
+@pytest.mark.parametrize('grad', [True, False])
+def test_deterministic_mode_takes_the_rule(clock, monkeypatch, grad):
+    """mmengine's ``randomness=dict(deterministic=True)`` (its
+    ``set_random_seed``) turns on torch's deterministic algorithms: 'auto'
+    then runs :data:`fused.DETERMINISTIC` without measuring, and says so
+    once. (conftest restores the mode after the test.)"""
+    from mmengine.runner.utils import set_random_seed
+    said = []
+    monkeypatch.setattr(fast, 'print_log',
+                        lambda msg, **kwargs: said.append(msg))
+    monkeypatch.setattr(fast, '_told_deterministic', False)
+    clock['cost'] = {True: 2., False: 1.}  # a measurement: op by op
+    set_random_seed(0, deterministic=True)
+    assert torch.are_deterministic_algorithms_enabled()
+    assert fast.DETERMINISTIC is True
+    model = PoolFormer(SMALL).train(grad)
+    assert step(model, grad=grad) == [True] * 4
+    assert step(model, size=(128, 192), grad=grad) == [True] * 4
+    assert clock['reads'] == 0 and not fast.CHOICES
+    assert len(said) == 1 and 'deterministic algorithms are on' in said[0]
+    # a pin still wins
+    monkeypatch.setenv(fast.ENV, 'plain')
+    assert step(model, grad=grad) == [False] * 4
+    # and without the mode, 'auto' measures again
+    monkeypatch.delenv(fast.ENV)
+    torch.use_deterministic_algorithms(False)
+    assert step(model, grad=grad) == [False] * 4
+    assert clock['reads'] > 0 and len(said) == 1 + 4
+
+
+@pytest.mark.parametrize('grad', [True, False])
+def test_returned_stage_is_charged_its_conversion(monkeypatch, grad):
+    """The backbone converts a returned stage's channels-last output to
+    NCHW once per forward (and its gradient back once per backward): each
+    timed block of that stage converts its share, 1/len(blocks) of the
+    channels, each way; a stage the backbone does not return, and an NCHW
+    output, nothing."""
+    copies = []
+    contiguous = torch.Tensor.contiguous
+
+    def counted(self, *args, **kwargs):
+        out = contiguous(self, *args, **kwargs)
+        if out.data_ptr() != self.data_ptr():
+            copies.append(tuple(out.shape))
+        return out
+
+    model = PoolFormer(dict(depths=[1, 3, 1, 1], dims=[8, 16, 24, 32]),
+                       out_indices=(1, 2, 3)).train(grad)
+    x = torch.randn(2, 16, 8, 8, requires_grad=grad)
+    monkeypatch.setattr(torch.Tensor, 'contiguous', counted)
+    with torch.set_grad_enabled(grad):
+        model.stages[1].time_block(x, True)
+        # the fast path's own input conversion, then the share: 6 of 16
+        assert copies == [(2, 16, 8, 8)] + [(2, 6, 8, 8)] * (1 + grad)
+        copies.clear()
+        model.stages[1].time_block(x, False)  # NCHW in and out
+        model.stages[0].time_block(torch.randn(2, 8, 16, 16), True)
+    assert copies == [(2, 8, 16, 16)]  # stage 0's input only
