@@ -205,21 +205,20 @@ MARGIN = 0.03
 #: everywhere without measuring; 'measure' (or unset) measures.
 ENV = 'MMPOOLFORMER_AUTO'
 PINS = dict(measure=None, fast=True, plain=False)
-#: What 'auto' runs where the user asked for reproducibility
-#: (``torch.are_deterministic_algorithms_enabled()``, which mmengine's
-#: ``randomness=dict(deterministic=True)`` turns on): a rule, since a
-#: measurement can flip a close call from one run to the next. The fast
-#: path wherever it can run: it holds about half the memory in training,
-#: so asking for reproducibility never makes a run that fitted run out of
-#: memory; it is what close calls get anyway (:data:`MARGIN`); and it was
-#: the faster of the two for the whole S12 at every point of
-#: docs/benchmarks.md's CPU table. It calls the kinds of op the op-by-op
-#: block calls (pooling and its backward, GEMMs, layer norm, GELU), none
-#: of which torch's deterministic mode forbids.
-DETERMINISTIC = True
+#: What 'auto' runs, by device type, where the user asked for
+#: reproducibility (``torch.are_deterministic_algorithms_enabled()``, which
+#: mmengine's ``randomness=dict(deterministic=True)`` turns on): a rule,
+#: since a measurement can flip a close call from one run to the next. On
+#: the CPU the fast path: it was the faster of the two for the whole S12 at
+#: every point of docs/benchmarks.md's CPU table, and holds about half the
+#: memory in training. Elsewhere (CUDA) op by op: the fast path has not been
+#: measured there, and a fast path runs only where a measurement earned it.
+#: Both call only ops torch's deterministic mode allows (pooling and its
+#: backward, GEMMs, layer norm, GELU).
+DETERMINISTIC = dict(cpu=True)
 #: The decisions of this process: :func:`decide`'s key -> fast path or not.
 CHOICES: Dict[tuple, bool] = {}
-_told_deterministic = False
+_told_deterministic = set()  # device types already logged
 _clock = time.perf_counter  # tests replace it
 
 
@@ -276,23 +275,25 @@ def decide(key: tuple, run: Callable[[bool], None],
 
     With deterministic algorithms on (``torch.use_deterministic_algorithms``,
     mmengine's ``randomness=dict(deterministic=True)``) nothing is measured:
-    'auto' follows :data:`DETERMINISTIC` and says so once in the log.
+    'auto' follows :data:`DETERMINISTIC` and says so once per device type
+    in the log.
     """
-    global _told_deterministic
     pin = os.environ.get(ENV, 'measure')
     if pin not in PINS:
         raise ValueError(f'{ENV} must be one of {tuple(PINS)}, got {pin!r}')
     if PINS[pin] is not None:
         return PINS[pin]
     if torch.are_deterministic_algorithms_enabled():
-        if not _told_deterministic:
-            _told_deterministic = True
+        choice = DETERMINISTIC.get(device.type, False)
+        if device.type not in _told_deterministic:
+            _told_deterministic.add(device.type)
             print_log(
-                f"fused='auto': deterministic algorithms are on, so it "
-                f"runs {'the fast path' if DETERMINISTIC else 'op by op'} "
-                f"wherever it can, without measuring ({ENV}=fast|plain "
-                f"pins either path)", logger='current')
-        return DETERMINISTIC
+                f"fused='auto': deterministic algorithms are on, so on "
+                f"{device.type} it runs "
+                f"{'the fast path' if choice else 'op by op'} without "
+                f"measuring ({ENV}=fast|plain pins either path)",
+                logger='current')
+        return choice
     if key not in CHOICES:
         CHOICES[key] = _measure(key, run, device)
     return CHOICES[key]

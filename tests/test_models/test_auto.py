@@ -193,21 +193,25 @@ def test_deterministic_mode_takes_the_rule(clock, monkeypatch, grad):
     """mmengine's ``randomness=dict(deterministic=True)`` (its
     ``set_random_seed``) turns on torch's deterministic algorithms: 'auto'
     then runs :data:`fused.DETERMINISTIC` without measuring, and says so
-    once. (conftest restores the mode after the test.)"""
+    once per device type: the fast path on the CPU, op by op elsewhere.
+    (conftest restores the mode after the test.)"""
     from mmengine.runner.utils import set_random_seed
     said = []
     monkeypatch.setattr(fast, 'print_log',
                         lambda msg, **kwargs: said.append(msg))
-    monkeypatch.setattr(fast, '_told_deterministic', False)
+    monkeypatch.setattr(fast, '_told_deterministic', set())
     clock['cost'] = {True: 2., False: 1.}  # a measurement: op by op
     set_random_seed(0, deterministic=True)
     assert torch.are_deterministic_algorithms_enabled()
-    assert fast.DETERMINISTIC is True
+    assert fast.DETERMINISTIC == dict(cpu=True)
     model = PoolFormer(SMALL).train(grad)
     assert step(model, grad=grad) == [True] * 4
     assert step(model, size=(128, 192), grad=grad) == [True] * 4
     assert clock['reads'] == 0 and not fast.CHOICES
     assert len(said) == 1 and 'deterministic algorithms are on' in said[0]
+    # elsewhere (no measurement earned the fast path there): op by op
+    assert fast.decide(('key', ), None, torch.device('meta')) is False
+    assert len(said) == 2 and 'on meta it runs op by op' in said[1]
     # a pin still wins
     monkeypatch.setenv(fast.ENV, 'plain')
     assert step(model, grad=grad) == [False] * 4
@@ -215,7 +219,7 @@ def test_deterministic_mode_takes_the_rule(clock, monkeypatch, grad):
     monkeypatch.delenv(fast.ENV)
     torch.use_deterministic_algorithms(False)
     assert step(model, grad=grad) == [False] * 4
-    assert clock['reads'] > 0 and len(said) == 1 + 4
+    assert clock['reads'] > 0 and len(said) == 2 + 4
 
 
 @pytest.mark.parametrize('grad', [True, False])
