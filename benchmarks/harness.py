@@ -15,7 +15,6 @@ are kept apart.
 import os
 import platform
 import re
-import statistics
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -158,15 +157,14 @@ def time_all(impls: Dict[str, nn.Module], x: torch.Tensor, runs: int,
     threads = torch.get_num_threads()
     out.measurements = []
     for (name, backward), ts in times.items():
-        # statistics' median: the mean of the middle two of an even count
-        # (Measurement.median takes the lower one)
-        out[(name, backward)] = statistics.median(ts)
-        out.measurements.append(benchmark.Measurement(
+        m = benchmark.Measurement(
             number_per_run=1, raw_times=ts, task_spec=benchmark.TaskSpec(
                 stmt='step(model, x, backward, dtype)', setup='',
                 label=label or 'x'.join(map(str, x.shape)), sub_label=name,
                 description='fwd+bwd' if backward else 'forward',
-                num_threads=threads)))
+                num_threads=threads))
+        out.measurements.append(m)
+        out[(name, backward)] = m.median  # of an even count: the middle mean
     return out
 
 
