@@ -5,8 +5,9 @@ network holding the same weights, checked first and then timed.
 1. Correctness. In fp32 (TF32 off) our outputs, input gradients and
    parameter gradients agree with timm's to :data:`FP32_TOL` (relative, in
    the 2-norm). Under bf16 and fp16 autocast ours are finite and within the
-   bounds the CPU tests hold (:data:`.precision.BOUNDS`, and
-   :data:`.precision.LARGE_BOUNDS` for fp16 at large activations).
+   bounds the CPU tests hold (:data:`mmpoolformer.testing.precision.BOUNDS`,
+   and :data:`~mmpoolformer.testing.precision.LARGE_BOUNDS` for fp16 at
+   large activations).
 2. Speed. Forward (no autograd) and forward+backward at the configs'
    per-GPU batches (:data:`CASES`), in fp32 (torch's defaults: cuDNN may
    use TF32, matrix products do not), bf16 autocast and one fp16 row, eager
@@ -170,9 +171,9 @@ def agreement(pair: Pair, x: torch.Tensor) -> List[dict]:
 def autocast_check(name: str, device: str, seeds=(0, 1),
                    shape=(2, 3, 64, 96)) -> List[dict]:
     """The CPU tests' autocast checks of family ``name``, on ``device``:
-    bf16 and fp16 errors against fp32 within :data:`.precision.BOUNDS`
+    bf16 and fp16 errors against fp32 within :data:`precision.BOUNDS`
     (the worst over ``seeds``), fp16 at large activations within
-    :data:`.precision.LARGE_BOUNDS`."""
+    :data:`precision.LARGE_BOUNDS`."""
     family, size = name.split('_')
     rows = []
     with exact_fp32():
