@@ -1,8 +1,11 @@
 """Fixtures shared by the test modules (helpers are in
-:mod:`mmpoolformer.testing`), and the ``cuda`` marker's skip."""
+:mod:`mmpoolformer.testing` and ``tests/helpers``), and the ``cuda``
+marker's skip. Importing :mod:`helpers.checkout` makes the checkout's
+benchmark harness (``benchmarks/``) importable."""
 import pytest
 import torch
 
+import helpers.checkout  # noqa: F401
 from mmpoolformer.datasets import make_dataset
 
 

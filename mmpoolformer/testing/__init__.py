@@ -1,4 +1,4 @@
-"""Helpers for tests and benchmarks that work from an installed package (the
+"""Helpers for tests that work from an installed package (the
 ``mmdet.testing`` idiom): reference implementations with shared weights,
 random batches for the stock heads and the precision measurements. Nothing
 in the library imports this package; the checkout's own helpers are in

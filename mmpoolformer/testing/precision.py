@@ -23,7 +23,9 @@ HYBRID = dict(token_mixers=('pooling', 'pooling', 'attention', 'attention'),
 HYBRID_SIZES = dict(
     s12=dict(depths=(2, 2, 6, 2), dims=(64, 128, 320, 512), **HYBRID),
     m36=dict(depths=(6, 6, 18, 6), dims=(96, 192, 384, 768), **HYBRID))
-# family -> (class name in mmpoolformer, its S and M/B sizes)
+#: The families the tests and benchmarks measure: family -> (class name in
+#: mmpoolformer, its S and M/B sizes). ``metaformer`` is the PoolFormer
+#: paper's hybrid (:data:`HYBRID_SIZES`).
 FAMILIES = dict(
     poolformer=('PoolFormer', ('s12', 'm36')),
     poolformerv2=('PoolFormerV2', ('s12', 'm36')),
@@ -32,6 +34,18 @@ FAMILIES = dict(
     identityformer=('IdentityFormer', ('s12', 'm36')),
     metaformer=('MetaFormer', ('s12', 'm36')),
 )
+
+
+def family_class(family: str) -> type:
+    """mmpoolformer's backbone class of ``family`` (a key of
+    :data:`FAMILIES`)."""
+    import mmpoolformer
+    if family not in FAMILIES:
+        raise ValueError(f'unknown family {family!r}; families are '
+                         f'{sorted(FAMILIES)}')
+    return getattr(mmpoolformer, FAMILIES[family][0])
+
+
 # (family, size): {dtype: (outputs, gradients)}, about 1.2x the errors
 # measured on CPU, which tests/test_engine/test_amp_family.py holds on every
 # device and tools/benchmark.py's GPU matrix reports against. The comments
@@ -80,8 +94,7 @@ def build(family: str, size: str, seed: int = 0,
     scales, norm affines and StarReLU scalars randomised to order 1 (see
     :func:`randomise`), in training mode on ``device`` (built on the CPU,
     so every device gets the same weights)."""
-    import mmpoolformer
-    name, sizes = FAMILIES[family]
+    sizes = FAMILIES[family][1]
     if size not in sizes:
         raise ValueError(f'{family} is measured at sizes {sizes}, got '
                          f'{size!r}')
@@ -90,7 +103,7 @@ def build(family: str, size: str, seed: int = 0,
     # not take it either
     kwargs = dict(fused=False) if family == 'poolformer' else {}
     torch.manual_seed(seed)
-    return randomise(getattr(mmpoolformer, name)(arch, **kwargs),
+    return randomise(family_class(family)(arch, **kwargs),
                      seed).to(device).train()
 
 

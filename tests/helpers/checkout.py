@@ -1,5 +1,5 @@
-"""The checkout the tests run from, and one way to run its tools in a child
-process."""
+"""The checkout the tests run from (importing this makes its ``benchmarks``
+folder importable), and one way to run its tools in a child process."""
 import os
 import os.path as osp
 import subprocess
@@ -9,6 +9,10 @@ from typing import Dict, List, Optional
 #: The checkout the tests run from.
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 TOOLS = osp.join(REPO, 'tools')
+# the benchmark harness is the checkout's, not the package's; appended, so
+# that an installed mmpoolformer still comes first where there is one
+if REPO not in sys.path:
+    sys.path.append(REPO)
 
 
 def tool(name: str, *args: str) -> List[str]:

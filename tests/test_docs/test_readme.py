@@ -181,11 +181,12 @@ class Parsed(Exception):
     """A tool's arguments were parsed; carries the namespace."""
 
 
-def parse_tool_args(script, argv, monkeypatch):
-    """``tools/<script>``'s argparse namespace for ``argv``, from its own
-    ``main``, stopped right after parsing; a rejected option fails."""
+def parse_tool_args(script, argv, monkeypatch, folder=TOOLS):
+    """``tools/<script>``'s (or ``folder``'s) argparse namespace for
+    ``argv``, from its own ``main``, stopped right after parsing; a rejected
+    option fails."""
     spec = importlib.util.spec_from_file_location(
-        f'readme_{script[:-3]}', osp.join(TOOLS, script))
+        f'readme_{script[:-3]}', osp.join(folder, script))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     original = argparse.ArgumentParser.parse_args
@@ -199,7 +200,8 @@ def parse_tool_args(script, argv, monkeypatch):
     except Parsed as parsed:
         return parsed.args[0]
     except SystemExit as e:
-        pytest.fail(f'tools/{script} rejects {argv}: exit {e.code}')
+        pytest.fail(f'{osp.relpath(folder, REPO)}/{script} rejects {argv}: '
+                    f'exit {e.code}')
     finally:
         monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', original)
     pytest.fail(f'tools/{script} never parsed its arguments')
@@ -230,7 +232,9 @@ SHELL = {
         '--launcher=slurm'] + a[4:]),
 }
 # Shell scripts that run no Python tool: how many arguments they take.
-STANDALONE = {'tools/gpu_bundle.sh': 1}
+STANDALONE = {'benchmarks/gpu_bundle.sh': 1}
+# Scripts of the benchmark harness (the checkout's, not the package's).
+BENCHMARKS = ('benchmarks/backbones.py', )
 # Scripts of other projects the README names (not installed by pip): only
 # the configs they are given are checked.
 EXTERNAL = ('mmsegmentation/demo/image_demo.py', )
@@ -291,7 +295,10 @@ def check_command(tokens, monkeypatch):
         check_mim(tokens)
         return
     if tokens[:3] == ['python', '-m', 'pytest']:
-        paths = [t for t in tokens[3:] if not t.startswith('-')]
+        args = tokens[3:]
+        # not the values of -m (a marker), -k and -p
+        paths = [t for i, t in enumerate(args) if not t.startswith('-')
+                 and not (i and args[i - 1] in ('-m', '-k', '-p'))]
         for path in paths:
             assert osp.exists(osp.join(REPO, path.split('::')[0])), \
                 f'no test path {path}'
@@ -311,6 +318,10 @@ def check_command(tokens, monkeypatch):
         for t in tokens[2:]:
             if t.startswith('configs/'):
                 assert osp.isfile(osp.join(REPO, t)), t
+        return
+    if tokens[0] == 'python' and tokens[1] in BENCHMARKS:
+        parse_tool_args(osp.basename(tokens[1]), tokens[2:], monkeypatch,
+                        osp.join(REPO, 'benchmarks'))
         return
     if tokens[0] == 'python':
         script = tokens[1]
@@ -362,7 +373,10 @@ def test_shell_check_catches_mistakes(monkeypatch):
         'mim run mmpoolformer get_flop my_detector.py',
         'mim train mmdet my_detector.py',
         'mim train mmpoolformer no_such_config.py',
-        'tools/gpu_bundle.sh .whl extra',
+        'benchmarks/gpu_bundle.sh .whl extra',
+        'tools/gpu_bundle.sh .whl',
+        'python benchmarks/backbones.py --devise cuda',
+        'python benchmarks/no_such_script.py',
         'python tools/benchmark.py --matrix cpu --out x',
         'mim instal mmcv==2.1.0',
         'python -m pytest tests/test_no_such_dir -q',

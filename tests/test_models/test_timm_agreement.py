@@ -1,13 +1,13 @@
 """Ours and timm's networks with the same weights agree in fp32: outputs,
 input gradients and every parameter's gradient, on the CPU and (marker
 ``cuda``) on a GPU, through the same code the GPU matrix of
-tools/benchmark.py checks with (:mod:`mmpoolformer.testing.benchmark`)."""
+tools/benchmark.py checks with (the checkout's ``benchmarks/gpu.py``)."""
 import pytest
 import torch
 
+from benchmarks import gpu as bench
 from helpers.devices import DEVICES
 from mmpoolformer import torchapi
-from mmpoolformer.testing import benchmark as bench
 
 
 @pytest.mark.parametrize('device', DEVICES)

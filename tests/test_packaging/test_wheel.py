@@ -66,6 +66,11 @@ def test_wheel_carries_configs_tools_and_index(dists):
     assert MIM + 'model-index.yml' in names
     assert 'mmpoolformer/models/metaformer.py' in names
     assert not any('tests/' in n or '__pycache__' in n for n in names)
+    # the benchmark harness and the offline bundle script are the
+    # checkout's: tools/benchmark.py alone, which says so outside one
+    assert not [n for n in names if 'gpu_bundle' in n or n.startswith(
+        'benchmarks/') or n.endswith('testing/benchmark.py')]
+    assert MIM + 'tools/benchmark.py' in names
 
 
 def test_sdist_carries_them_and_builds_the_same_wheel(dists):

@@ -1,19 +1,26 @@
-"""tools/benchmark.py's GPU matrix (``--matrix gpu``): the whole pipeline at
-its quick size on the CPU, what it chooses to compile within its budget,
-and the sizes of its dynamic-shape study; and the CPU comparison (no
-``--matrix``, the tool's default): its order of runs, what it says 'auto'
-ran, and the processor it names."""
+"""The benchmark harness (the checkout's ``benchmarks/``) and
+tools/benchmark.py, which runs it. The GPU matrix (``--matrix gpu``): the
+whole pipeline at its quick size on the CPU, what it chooses to compile
+within its budget, and the sizes of its dynamic-shape study; the CPU
+comparison (no ``--matrix``, the tool's default): its order of runs, what it
+says 'auto' ran, the processor it names and its torch.utils.benchmark
+measurements; the tool outside a checkout; the backbone check."""
 import importlib.util
 import json
+import os
 import os.path as osp
+import shutil
+import statistics
+import subprocess
 import sys
 
 import pytest
 import torch
 
-from helpers.checkout import TOOLS, run, tool
+from benchmarks import backbones, cpu, harness
+from benchmarks import gpu as bench
+from helpers.checkout import REPO, TOOLS, run, tool
 from mmpoolformer import PoolFormer
-from mmpoolformer.testing import benchmark as bench
 
 
 def load_tool():
@@ -100,6 +107,53 @@ def test_bad_matrix_arguments(argv, match, capsys):
     assert match in capsys.readouterr().err
 
 
+def test_tool_outside_a_checkout_says_so(tmp_path):
+    """The installed package's copy of tools/benchmark.py (its .mim) has no
+    benchmarks/ beside it: one message says where the harness is."""
+    copy = tmp_path / 'mmpoolformer' / '.mim' / 'tools'
+    copy.mkdir(parents=True)
+    shutil.copy(osp.join(TOOLS, 'benchmark.py'), copy)
+    # as a user's: without the checkout on the path
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    proc = subprocess.run([sys.executable, str(copy / 'benchmark.py'),
+                           '--runs', '1'], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert 'benchmarks/ folder of a checkout of mmpoolformer' in proc.stderr
+    assert str(tmp_path / 'mmpoolformer' / '.mim') in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_harness_is_not_in_the_package():
+    """setup.py's packages and the folders it copies into the package's
+    .mim hold neither the harness nor the bundle script (the wheel's own
+    contents: tests/test_packaging/test_wheel.py, slow)."""
+    import ast
+
+    from setuptools import find_packages
+    with open(osp.join(REPO, 'setup.py')) as f:
+        tree = ast.parse(f.read())
+    found = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(
+                node.targets[0], ast.Name):
+            found[node.targets[0].id] = node.value
+        if isinstance(node, ast.keyword) and node.arg == 'packages':
+            found['include'] = node.value.keywords[0].value
+    include = ast.literal_eval(found['include'])
+    packages = find_packages(where=REPO, include=include)
+    assert 'mmpoolformer' in packages
+    assert not [p for p in packages if 'benchmark' in p]
+    for item in ast.literal_eval(found['MIM_ITEMS']):
+        for top, _, files in os.walk(osp.join(REPO, item)):
+            assert not [f for f in files
+                        if 'benchmark' in f and f != 'benchmark.py'
+                        or f == 'gpu_bundle.sh'], top
+    assert osp.isfile(osp.join(REPO, 'benchmarks', 'gpu_bundle.sh'))
+    assert not osp.exists(osp.join(REPO, 'mmpoolformer', 'testing',
+                                   'benchmark.py'))
+
+
 def test_matrix_without_a_gpu_says_so():
     if torch.cuda.is_available():
         pytest.skip('a GPU is present')
@@ -158,10 +212,10 @@ def test_settings_are_checked():
 
 
 def test_backbone_check_needs_no_task_library():
-    """``python -m mmpoolformer.testing.benchmark`` (the GPU machine's
-    first check) builds and runs what it is asked for, in a fresh process
-    with mmdet, mmseg and mmpretrain installed but not imported."""
-    proc = run([sys.executable, '-m', 'mmpoolformer.testing.benchmark',
+    """``python benchmarks/backbones.py`` (a GPU machine's first check)
+    builds and runs what it is asked for, in a fresh process with mmdet,
+    mmseg and mmpretrain installed but not imported."""
+    proc = run([sys.executable, osp.join(REPO, 'benchmarks', 'backbones.py'),
                 '--only', 'PoolFormer:s12', 'CAFormer:s18', 'RandFormer:s12'])
     assert '3 backbones built and run on cpu' in proc.stdout
     imported = proc.stdout.split('OpenMMLab packages imported:')[1]
@@ -172,8 +226,8 @@ def test_backbone_check_needs_no_task_library():
 def test_backbone_check_fails_once_a_task_library_is_imported(capsys,
                                                               monkeypatch):
     import mmdet  # noqa: F401  (what the check must notice)
-    monkeypatch.setattr(bench, 'every_backbone', lambda *a: [])
-    assert bench.main(['--device', 'cpu']) == 1
+    monkeypatch.setattr(backbones, 'every_backbone', lambda *a: [])
+    assert backbones.main(['--device', 'cpu']) == 1
     assert "needed ['mmdet'" in capsys.readouterr().err
 
 
@@ -194,8 +248,7 @@ def test_cpu_comparison_rotates_the_order():
     log = []
     names = ['mmpoolformer', 'a', 'b']
     impls = {k: Recorder(k, log) for k in names}
-    t = load_tool().time_all(impls, (1, 1, 2, 2), torch.device('cpu'),
-                             runs=2, warmup=1, amp=None)
+    t = harness.time_all(impls, torch.randn(1, 1, 2, 2), runs=2, warmup=1)
     rounds = [log[i:i + 3] for i in range(0, len(log), 3)]
     # inference then training, 3 rounds each; ours by default last in the
     # first round, whose excess over its median is 'auto''s measurement
@@ -205,20 +258,30 @@ def test_cpu_comparison_rotates_the_order():
     assert {k for k in t if k[0] == 'first'} == {
         ('first', k, b) for k in names for b in (False, True)}
     assert all(t[(k, b)] > 0 for k in names for b in (False, True))
+    # one torch.utils.benchmark Measurement per implementation and pass,
+    # holding the timed runs (not the warm-up) and their median
+    assert [(m.task_spec.sub_label, m.task_spec.description, len(m.times))
+            for m in t.measurements] == [
+        (k, d, 2) for k in names for d in ('forward', 'fwd+bwd')]
+    for m in t.measurements:
+        b = m.task_spec.description == 'fwd+bwd'
+        assert m.median == t[(m.task_spec.sub_label, b)]
+        assert m.median == pytest.approx(statistics.median(m.times), rel=1e-9)
+        assert m.task_spec.num_threads == torch.get_num_threads()
+    assert 'mmpoolformer' in harness.compare(t.measurements)
 
 
 @pytest.mark.parametrize('pin,ran', [('fast', 'FFFF'), ('plain', 'OOOO')])
 def test_cpu_comparison_says_what_auto_ran(monkeypatch, pin, ran):
     monkeypatch.setenv('MMPOOLFORMER_AUTO', pin)
-    tool = load_tool()
     impls = {'mmpoolformer': PoolFormer(dict(depths=(1, 1, 1, 1),
                                              dims=(8, 8, 8, 8))),
-             tool.FORCED[0]: None, tool.FORCED[1]: None}
-    t = {('mmpoolformer', False): .5, (tool.FORCED[0], False): .4,
-         (tool.FORCED[1], False): .8, ('mmpoolformer', True): 2.,
-         (tool.FORCED[0], True): 2.5, (tool.FORCED[1], True): 2.,
+             cpu.FORCED[0]: None, cpu.FORCED[1]: None}
+    t = {('mmpoolformer', False): .5, (cpu.FORCED[0], False): .4,
+         (cpu.FORCED[1], False): .8, ('mmpoolformer', True): 2.,
+         (cpu.FORCED[0], True): 2.5, (cpu.FORCED[1], True): 2.,
          ('first', 'mmpoolformer', False): .9}
-    line = tool.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
+    line = cpu.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
                           None)
     assert line == (
         f"`fused='auto'` ran, stages 0-3: inference {ran} (time 1.25x the "
@@ -234,17 +297,16 @@ def test_cpu_comparison_names_the_processor(tmp_path, flags, named):
     info = tmp_path / 'cpuinfo'
     info.write_text(f'processor\t: 0\nmodel name\t: Xeon Test\n'
                     f'flags\t\t: {flags}\n')
-    assert bench.cpu_name(str(info)) == named
+    assert harness.cpu_name(str(info)) == named
 
 
 def test_cpu_comparison_claims_no_measurement_under_autocast():
     """Autocast runs op by op without measuring: no first-call claim."""
-    tool = load_tool()
     impls = {'mmpoolformer': PoolFormer(dict(depths=(1, 1, 1, 1),
                                              dims=(8, 8, 8, 8))),
-             tool.FORCED[0]: None, tool.FORCED[1]: None}
+             cpu.FORCED[0]: None, cpu.FORCED[1]: None}
     t = {(k, b): 1. for k in impls for b in (False, True)}
     t.update({('first', 'mmpoolformer', b): 2. for b in (False, True)})
-    line = tool.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
+    line = cpu.auto_line(impls, t, (1, 3, 32, 32), torch.device('cpu'),
                           'bf16')
     assert 'OOOO' in line and 'first call' not in line

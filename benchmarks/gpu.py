@@ -1,12 +1,13 @@
-"""The GPU matrix of ``tools/benchmark.py --matrix gpu``: PoolFormer-S12,
+"""The GPU matrix (``tools/benchmark.py --matrix gpu``): PoolFormer-S12,
 PoolFormerV2-S12, ConvFormer-S18 and CAFormer-S18, ours against timm's
 network holding the same weights, checked first and then timed.
 
 1. Correctness. In fp32 (TF32 off) our outputs, input gradients and
    parameter gradients agree with timm's to :data:`FP32_TOL` (relative, in
    the 2-norm). Under bf16 and fp16 autocast ours are finite and within the
-   bounds the CPU tests hold (:data:`.precision.BOUNDS`, and
-   :data:`.precision.LARGE_BOUNDS` for fp16 at large activations).
+   bounds the CPU tests hold (:data:`mmpoolformer.testing.precision.BOUNDS`,
+   and :data:`~mmpoolformer.testing.precision.LARGE_BOUNDS` for fp16 at
+   large activations).
 2. Speed. Forward (no autograd) and forward+backward at the configs'
    per-GPU batches (:data:`CASES`), in fp32 (torch's defaults: cuDNN may
    use TF32, matrix products do not), bf16 autocast and one fp16 row, eager
@@ -19,14 +20,12 @@ network holding the same weights, checked first and then timed.
 
 Compiling costs far more than running: the compiled parts are done in order
 of importance (:func:`compile_plan`) while the time budget allows, and what
-is left out is listed. ``quick`` runs the same code on tiny inputs (CI runs
-it on the CPU); its figures mean nothing.
+is left out is listed. ``quick`` runs the same code on tiny inputs (the
+tests run it on the CPU); its figures mean nothing.
 """
 import json
 import os
 import os.path as osp
-import platform
-import re
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -35,15 +34,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from . import precision
-from .reference import TimmFeatures, timm_metaformer, timm_poolformer
+from mmpoolformer.testing import precision
+
+from .harness import (PRECISIONS, Pair, environment, exact_fp32,
+                      fresh_dynamo, graphs_compiled, peak_mib, step,
+                      time_all, wall)
 
 FAMILIES = ('poolformer_s12', 'poolformerv2_s12', 'convformer_s18',
             'caformer_s18')
 # the configs' per-GPU batches: detection 2 x 1216x800, segmentation 4 x 512
 CASES = dict(det2=(2, 3, 800, 1216), seg4=(4, 3, 512, 512))
 QUICK_CASES = dict(det2=(2, 3, 32, 64), seg4=(4, 3, 32, 32))
-PRECISIONS = dict(fp32=None, bf16=torch.bfloat16, fp16=torch.float16)
 #: fp32 agreement with timm: relative error in the 2-norm (fp32 arithmetic
 #: lands far below; a wrong op lands far above).
 FP32_TOL = 1e-4
@@ -105,69 +106,7 @@ def settings(device: str = 'cuda', quick: bool = False,
     return base
 
 
-# -- the networks ------------------------------------------------------------
-
-def _norm_for(family: str) -> Optional[Callable[[int], nn.Module]]:
-    """The fresh output norm our ``family`` has (None: GroupNorm(1))."""
-    from .. import CAFormer, ConvFormer, PoolFormerV2
-    cls = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
-               caformer=CAFormer).get(family)
-    if cls is None or cls.arch_settings[cls.default_arch]['norm'] == 'sample':
-        return None
-    from timm.layers import LayerNorm2d
-    return lambda c: LayerNorm2d(c, eps=1e-6)
-
-
-class Pair:
-    """Ours and timm's network ``name`` (e.g. 'caformer_s18') holding the
-    same randomised weights and fresh output norms, in training mode on
-    ``device``: ``impls`` maps labels to modules (PoolFormer v1 also has its
-    fast path forced, ``fused=True``); :meth:`our_grads` renames timm's
-    gradients to our parameter names."""
-
-    def __init__(self, name: str, device: str = 'cpu'):
-        from .. import CAFormer, ConvFormer, PoolFormer, PoolFormerV2
-        from ..weights import convert, convert_metaformer
-        family, arch = name.split('_')
-        self.name, self.family, self.arch = name, family, arch
-        if family == 'poolformer':
-            ref = timm_poolformer(arch)
-            self.convert = lambda state: convert(state)[0]
-            builds = {'mmpoolformer': lambda: PoolFormer(arch),
-                      'mmpoolformer fused=True':
-                      lambda: PoolFormer(arch, fused=True)}
-        else:
-            ref = timm_metaformer(name)
-            self.convert = lambda state: convert_metaformer(state)[0]
-            cls = dict(poolformerv2=PoolFormerV2, convformer=ConvFormer,
-                       caformer=CAFormer)[family]
-            builds = {'mmpoolformer': lambda: cls(arch)}
-        norm = _norm_for(family)
-        timm = TimmFeatures(ref) if norm is None else TimmFeatures(ref, norm)
-        state = self.convert(ref.state_dict())
-        self.impls = {}
-        for label, build in builds.items():
-            ours = build()
-            ours.load_state_dict({**ours.state_dict(), **state})
-            self.impls[label] = ours
-        self.impls['timm'] = timm
-        for model in self.impls.values():
-            model.to(device).train()
-
-    def our_grads(self, timm: nn.Module) -> Dict[str, torch.Tensor]:
-        """``timm``'s (a :class:`TimmFeatures`) parameter gradients under
-        our names."""
-        inner, norms = {}, {}
-        for key, p in timm.named_parameters():
-            if p.grad is None:
-                continue
-            if key.startswith('model.'):
-                inner[key[len('model.'):]] = p.grad
-            else:  # norms.{i}.{weight,bias}
-                _, i, rest = key.split('.', 2)
-                norms[f'norm{i}.{rest}'] = p.grad
-        return {**self.convert(inner), **norms}
-
+# -- the checks --------------------------------------------------------------
 
 def loss_weights(outs: Sequence[torch.Tensor], seed: int = 7):
     """Fixed random weights for a scalar loss of ``outs`` (drawn on the CPU,
@@ -190,21 +129,6 @@ def grad_step(model: nn.Module, x: torch.Tensor):
 def _group(name: str) -> str:
     parts = name.split('.')
     return '.'.join(parts[:2]) if parts[0] == 'stages' else parts[0]
-
-
-class exact_fp32:
-    """A context without TF32 (cuDNN uses it for fp32 convolutions by
-    default, rounding to 10 mantissa bits)."""
-
-    def __enter__(self):
-        self.flags = (torch.backends.cudnn.allow_tf32,
-                      torch.backends.cuda.matmul.allow_tf32)
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-
-    def __exit__(self, *exc):
-        (torch.backends.cudnn.allow_tf32,
-         torch.backends.cuda.matmul.allow_tf32) = self.flags
 
 
 def agreement(pair: Pair, x: torch.Tensor) -> List[dict]:
@@ -247,9 +171,9 @@ def agreement(pair: Pair, x: torch.Tensor) -> List[dict]:
 def autocast_check(name: str, device: str, seeds=(0, 1),
                    shape=(2, 3, 64, 96)) -> List[dict]:
     """The CPU tests' autocast checks of family ``name``, on ``device``:
-    bf16 and fp16 errors against fp32 within :data:`.precision.BOUNDS`
+    bf16 and fp16 errors against fp32 within :data:`precision.BOUNDS`
     (the worst over ``seeds``), fp16 at large activations within
-    :data:`.precision.LARGE_BOUNDS`."""
+    :data:`precision.LARGE_BOUNDS`."""
     family, size = name.split('_')
     rows = []
     with exact_fp32():
@@ -273,80 +197,15 @@ def autocast_check(name: str, device: str, seeds=(0, 1),
 
 # -- timing ------------------------------------------------------------------
 
-def sync(device: torch.device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def step(model: nn.Module, x: torch.Tensor, backward: bool,
-         dtype: Optional[torch.dtype]):
-    """One forward (without autograd unless ``backward``) and backward
-    under autocast to ``dtype`` (None: fp32)."""
-    with torch.set_grad_enabled(backward), torch.autocast(
-            x.device.type, dtype=dtype, enabled=dtype is not None):
-        outs = model(x)
-        if backward:
-            sum(o.float().mean() for o in outs).backward()
-
-
-def timed(fn: Callable[[], None], device: torch.device) -> float:
-    """Seconds ``fn`` takes on ``device``: CUDA events around it after a
-    synchronisation (the host clock on a CPU)."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end) / 1e3
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def wall(fn: Callable[[], None], device: torch.device) -> float:
-    """Host seconds until ``fn``'s work is done (compiling is host work)."""
-    sync(device)
-    t0 = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - t0
-
-
-def peak_mib(model, x, backward, dtype) -> Optional[float]:
-    """Peak memory one step allocates above what is held before it (the
-    weights, the input), in MiB; None off CUDA."""
-    if x.device.type != 'cuda':
-        return None
-    model.zero_grad(set_to_none=True)
-    torch.cuda.synchronize(x.device)
-    torch.cuda.reset_peak_memory_stats(x.device)
-    base = torch.cuda.memory_allocated(x.device)
-    step(model, x, backward, dtype)
-    torch.cuda.synchronize(x.device)
-    return (torch.cuda.max_memory_allocated(x.device) - base) / 2**20
-
-
 def time_impls(impls: Dict[str, nn.Module], x: torch.Tensor, dtype,
                runs: int, warmup: int) -> Dict[Tuple[str, bool], dict]:
-    """Median seconds and peak memory of every module in ``impls`` on
-    ``x``, forward and forward+backward, interleaved run by run."""
-    times = {(k, b): [] for k in impls for b in (False, True)}
-    for backward in (False, True):
-        for r in range(warmup + runs):
-            for label, model in impls.items():
-                model.zero_grad(set_to_none=True)
-                t = timed(lambda: step(model, x, backward, dtype), x.device)
-                if r >= warmup:
-                    times[(label, backward)].append(t)
-    out = {}
-    for (label, backward), ts in times.items():
-        out[(label, backward)] = dict(
-            median_s=statistics.median(ts),
-            peak_mib=peak_mib(impls[label], x, backward, dtype))
-    return out
+    """Median seconds (:func:`.harness.time_all`) and peak memory of every
+    module in ``impls`` on ``x``, forward and forward+backward."""
+    times = time_all(impls, x, runs, warmup, dtype)
+    return {(label, backward): dict(
+        median_s=times[(label, backward)],
+        peak_mib=peak_mib(impls[label], x, backward, dtype))
+        for label in impls for backward in (False, True)}
 
 
 def speed_rows(family: str, results, case: str, shape, prec: str,
@@ -363,21 +222,6 @@ def speed_rows(family: str, results, case: str, shape, prec: str,
 
 
 # -- compiling ---------------------------------------------------------------
-
-def graphs_compiled() -> int:
-    """Graphs dynamo has handed to a backend in this process so far."""
-    from torch._dynamo.utils import counters
-    return counters['stats']['unique_graphs']
-
-
-def fresh_dynamo():
-    """Forget compiled code, so each measurement compiles from scratch
-    (inductor's on-disk caches stay: a second run may compile faster)."""
-    torch._dynamo.reset()
-    # one graph per (grad mode, precision) at most here: room to spare
-    torch._dynamo.config.cache_size_limit = max(
-        torch._dynamo.config.cache_size_limit, 16)
-
 
 def compile_unit(pair: Pair, prec: str, case: str, shape, s: Settings):
     """Ours (default settings) and timm's under ``torch.compile`` (static
@@ -507,49 +351,6 @@ class Budget:
 
 
 # -- the whole matrix --------------------------------------------------------
-
-def cpu_name(path='/proc/cpuinfo'):
-    """The processor's model name and widest vector extension (the CPU
-    kernels' speed depends on both), from ``path`` where there is one."""
-    try:
-        with open(path) as f:
-            info = f.read()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = re.search(r'^model name\s*:\s*(.+)$', info, re.M)
-    flags = re.search(r'^flags\s*:(.*)$', info, re.M)
-    flags = set(flags.group(1).split()) if flags else set()
-    simd = next((f for f in ('avx512f', 'avx2', 'neon', 'asimd')
-                 if f in flags), None)
-    return ', '.join(filter(None, [
-        model.group(1).strip() if model else platform.machine(),
-        simd and simd.replace('avx512f', 'AVX-512').upper()]))
-
-
-def environment(device: str) -> dict:
-    import mmpoolformer
-    env = dict(device=device, python=platform.python_version(),
-               torch=torch.__version__, cuda=torch.version.cuda,
-               cudnn=torch.backends.cudnn.version(),
-               mmpoolformer=mmpoolformer.__version__,
-               threads=torch.get_num_threads(),
-               cudnn_tf32=torch.backends.cudnn.allow_tf32,
-               matmul_tf32=torch.backends.cuda.matmul.allow_tf32,
-               cudnn_benchmark=torch.backends.cudnn.benchmark)
-    try:
-        import timm
-        env['timm'] = timm.__version__
-    except ImportError:
-        env['timm'] = None
-    if torch.device(device).type == 'cuda':
-        env['gpu'] = torch.cuda.get_device_name(device)
-        env['capability'] = '.'.join(
-            map(str, torch.cuda.get_device_capability(device)))
-    else:
-        env['gpu'] = None
-        env['cpu'] = cpu_name()
-    return env
-
 
 def run_matrix(s: Settings, log: Callable[[str], None] = print) -> dict:
     """Everything of this module's docstring under settings ``s``; returns
@@ -756,67 +557,3 @@ def write(res: dict, out_dir: str) -> List[str]:
     with open(paths[1], 'w') as f:
         f.write(markdown(res))
     return paths
-
-
-# -- does this environment run the backbones? -------------------------------
-
-OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmseg', 'mmpretrain')
-
-
-def every_backbone(device: str = 'cpu', only: Sequence[str] = ()):
-    """Build every arch of every family (``only``: 'Class:arch' names) and
-    run one forward and backward on ``device`` (64x64; RandFormer at the
-    224 it is built for): rows of name, parameters and output sizes."""
-    import mmpoolformer
-    from .precision import HYBRID_SIZES
-    classes = ('PoolFormer', 'PoolFormerV2', 'ConvFormer', 'CAFormer',
-               'IdentityFormer', 'RandFormer', 'MetaFormer')
-    rows = []
-    for name in classes:
-        cls = getattr(mmpoolformer, name)
-        archs = HYBRID_SIZES if name == 'MetaFormer' else cls.arch_settings
-        for arch in archs:
-            if only and f'{name}:{arch}' not in only:
-                continue
-            model = cls(archs[arch] if name == 'MetaFormer' else arch)
-            model.to(device).train()
-            side = 224 if name == 'RandFormer' else 64
-            outs = model(torch.randn(1, 3, side, side, device=device))
-            sum(o.mean() for o in outs).backward()
-            rows.append((f'{name}:{arch}',
-                         sum(p.numel() for p in model.parameters()),
-                         [tuple(o.shape[1:]) for o in outs]))
-    if only and len(rows) != len(only):
-        raise ValueError(f'unknown backbones in {list(only)}')
-    return rows
-
-
-def main(argv=None):
-    """``python -m mmpoolformer.testing.benchmark``: every backbone built
-    and run here, and which OpenMMLab packages that imported. Returns the
-    exit status: 1 if mmdet, mmseg or mmpretrain were imported (run it in a
-    fresh process: one that imported them before cannot tell)."""
-    import argparse
-    import sys
-    parser = argparse.ArgumentParser(description=main.__doc__.split('\n')[0])
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--only', nargs='+', default=(),
-                        help="'Class:arch' names (default: all)")
-    args = parser.parse_args(argv)
-    rows = every_backbone(args.device, args.only)
-    for name, params, shapes in rows:
-        print(f'{name:24s} {params / 1e6:7.2f}M  {shapes}')
-    loaded = [m for m in OPENMMLAB if m in sys.modules]
-    print(f'{len(rows)} backbones built and run on {args.device}, torch '
-          f'{torch.__version__}; OpenMMLab packages imported: '
-          f'{", ".join(loaded)}')
-    extra = [m for m in loaded if m not in ('mmengine', 'mmcv')]
-    if extra:
-        print(f'the backbones needed {extra}', file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == '__main__':
-    import sys
-    sys.exit(main())

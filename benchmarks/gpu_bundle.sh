@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
-# Build the wheels that the GPU machine lacks into one folder (default .whl/,
-# git-ignored), for the device command in docs/benchmarks.md:
+# Gather the pure-Python dependencies for an offline CUDA machine: one folder
+# of wheels (default .whl/, git-ignored) to copy there with the checkout:
 #
-#   tools/gpu_bundle.sh [DIR]
+#   benchmarks/gpu_bundle.sh [DIR]
 #
-# That machine (Python 3.12, torch 2.11 + CUDA 13, timm, numpy, opencv,
-# pyyaml, rich, matplotlib, packaging, pillow, safetensors, pytest) has no
-# OpenMMLab and no package index. The bundle is exactly what
-# `import mmpoolformer` and tools/benchmark.py need besides that image:
-#   - mmengine 0.10.7 and the ops-free mmcv 2.1.0: `mmcv-lite`, which is
-#     what mmcv's own build makes with MMCV_WITH_OPS=0 (OpenMMLab publish it
-#     as a wheel). The backbones use mmcv.cnn's layer builders only, and
-#     mmdet/mmseg/mmpretrain are not needed;
-#   - their pure-Python needs that the image lacks: addict, termcolor, yapf
-#     and yapf's platformdirs (versions: the ones the project's .venv runs);
+# For a machine that has Python 3.12, torch with CUDA, timm, numpy, opencv,
+# pyyaml, rich, pillow and packaging but no
+# OpenMMLab and no package index. The bundle is what `import mmpoolformer`
+# and tools/benchmark.py need besides those:
+#   - mmengine 0.10.7 and the ops-free mmcv 2.1.0, `mmcv-lite` (what mmcv's
+#     own build makes with MMCV_WITH_OPS=0): the backbones use mmcv.cnn's
+#     layer builders only, and mmdet/mmseg/mmpretrain are not needed;
+#   - their pure-Python needs: addict, termcolor, yapf and platformdirs;
 #   - mmpoolformer itself, built from this checkout.
 # Every wheel is pure Python (py3-none-any). Install there with
 #   python3 -m pip install --no-index --no-deps --target /tmp/site .whl/*.whl
+# and run from the checkout with PYTHONPATH=$PWD:/tmp/site (docs/benchmarks.md).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
