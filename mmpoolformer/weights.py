@@ -517,7 +517,7 @@ def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
             print_log(f'{name} keeps the weights its init_cfg loaded from '
                       f'{kept}: skipped the checkpoint\'s {len(state)} '
                       f'tensors under {where!r} ({keys} ...), weights of '
-                      f'another architecture', logger='current',
+                      f'another architecture: {e}', logger='current',
                       level=logging.WARNING)
             return state
         raise CheckpointFormatError(
