@@ -60,17 +60,18 @@ from .weights import download, is_url, load_file
 
 def allowed_globals():
     """What torch's weights-only loader may read of mmengine's checkpoints:
-    :data:`mmpoolformer.safeload.ALLOWED`'s numpy and mmengine entries,
-    with ``builtins.getattr`` bound to the restricted
-    :func:`~mmpoolformer.safeload.history_buffer_getattr`."""
-    found = []
-    for (module, name), obj in safeload.ALLOWED.items():
-        if module == 'builtins' and name == 'getattr':
-            found.append((obj, 'builtins.getattr'))
-        elif module in ('numpy', 'numpy.dtypes', '_codecs',
-                        'mmengine.logging.history_buffer') \
-                or module.endswith('multiarray'):
-            found.append(np.dtype if obj is safeload._np_dtype else obj)
+    numpy's arrays, scalars and dtypes, ``_codecs.encode``, mmengine's
+    ``HistoryBuffer`` and ``OneCycleParamScheduler`` (as the object whose
+    annealing function OneCycleLR's state names), and ``builtins.getattr``
+    bound to the restricted :func:`~mmpoolformer.safeload.allowed_getattr`.
+    torch's loader calls numpy's own functions, without the checks
+    :mod:`mmpoolformer.safeload` adds to them."""
+    multiarray = safeload._multiarray()
+    found = [(safeload.allowed_getattr, 'builtins.getattr'),
+             multiarray._reconstruct, multiarray.scalar, np.ndarray,
+             np.dtype, safeload._encode, *safeload._METHODS]
+    found += [obj for (module, _), obj in safeload.ALLOWED.items()
+              if module == 'numpy.dtypes']
     return found
 
 

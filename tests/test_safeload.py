@@ -5,8 +5,10 @@ import argparse
 import collections
 import io
 import pickle
+import struct
 import subprocess
 import sys
+import tarfile
 import zipfile
 
 import numpy as np
@@ -160,15 +162,135 @@ def test_code_in_pickle_refused(tmp_path):
     assert not marker.exists()
 
 
-def test_legacy_and_plain_pickles_refused(tmp_path):
-    marker = tmp_path / 'ran'
+def saved_legacy(obj, **kwargs) -> bytes:
     buf = io.BytesIO()
-    torch.save({'x': Payload(marker)}, buf,
-               _use_new_zipfile_serialization=False)
-    for data in (buf.getvalue(), pickle.dumps(Payload(marker))):
-        with pytest.raises(RefusedCheckpoint, match='legacy formats'):
+    torch.save(obj, buf, _use_new_zipfile_serialization=False, **kwargs)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize('protocol', [2, 4])
+def test_legacy_format_read(protocol):
+    """torch's legacy stream (what mmdet's publish_model.py writes)."""
+    data = saved_legacy(checkpoint_like(), pickle_protocol=protocol)
+    ref = torch.load(io.BytesIO(data), weights_only=False)
+    got = load_bytes(data)
+    assert_same(ref, got)
+    assert got['view'].untyped_storage().data_ptr() == \
+        got['base'].untyped_storage().data_ptr()
+
+
+def test_legacy_payload_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    with pytest.raises(RefusedCheckpoint, match=r'io.open, which is neither'):
+        load_bytes(saved_legacy({'w': torch.ones(1), 'x': Payload(marker)}))
+    assert not marker.exists()
+
+
+def test_plain_pickle_refused(tmp_path):
+    marker = tmp_path / 'ran'
+    for data in (pickle.dumps(Payload(marker)), pickle.dumps({'a': 1}),
+                 b'', b'not a checkpoint'):
+        with pytest.raises(RefusedCheckpoint, match=r'plain pickle.*'
+                           r'torch.load\(path, weights_only=False\)'):
             load_bytes(data)
     assert not marker.exists()
+
+
+def test_pre_1_0_tar_format_refused(tmp_path):
+    """torch < 1.0 wrote a tar of 'storages', 'tensors' and 'pickle'."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode='w', format=tarfile.PAX_FORMAT) as t:
+        for member in ('storages', 'tensors', 'pickle'):
+            info = tarfile.TarInfo(member)
+            info.size = 4
+            t.addfile(info, io.BytesIO(pickle.dumps(0)[:4]))
+    with pytest.raises(RefusedCheckpoint, match=r'pre-1.0 tar format.*'
+                       r'weights_only=False'):
+        load_bytes(buf.getvalue())
+
+
+class Stored:
+    """Stands for a storage in :func:`legacy_stream`'s main pickle."""
+
+    def __init__(self, key, numel, kind='FloatStorage', view=None):
+        self.key, self.numel, self.kind, self.view = key, numel, kind, view
+
+
+def legacy_stream(obj, records, keys=None, magic=0x1950a86a20f9469cfc6c,
+                  version=1001, info=None) -> bytes:
+    """A legacy stream written by hand: ``obj``'s pickle (its
+    :class:`Stored` become persistent ids), then the keys (those of
+    ``records`` unless given) and ``records``: key -> (count, bytes)."""
+    out = io.BytesIO()
+    for value in (magic, version, info or dict(
+            protocol_version=1001, little_endian=True,
+            type_sizes=dict(short=2, int=4, long=4))):
+        pickle.dump(value, out, protocol=2)
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, o):
+            if isinstance(o, Stored):
+                return ('storage', getattr(torch, o.kind), o.key, 'cpu',
+                        o.numel, o.view)
+            return None
+
+    Pickler(out, protocol=2).dump(obj)
+    pickle.dump(sorted(records) if keys is None else keys, out, protocol=2)
+    for key in sorted(records):
+        count, data = records[key]
+        out.write(struct.pack('<q', count) + data)
+    return out.getvalue()
+
+
+def test_legacy_stream_by_hand_reads():
+    """The layout written here is torch's: torch.load reads it too."""
+    data = legacy_stream({'w': Rebuild(Stored('7', 4), 1, (3, ), (1, ))},
+                         {'7': (4, struct.pack('<4f', 0, 1, 2, 3))})
+    for load in (load_bytes, lambda d: torch.load(io.BytesIO(d),
+                                                  weights_only=False)):
+        assert torch.equal(load(data)['w'], torch.tensor([1., 2., 3.]))
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    # the element count before the bytes must be what the id declared
+    (dict(records={'7': (5, bytes(16))}), 'declares 4 elements but its '
+     'record says 5'),
+    (dict(records={'7': (4, bytes(12))}), 'cut short'),
+    (dict(records={'7': (4, bytes(20))}), '4 bytes after its last storage'),
+    (dict(records={'7': (4, bytes(16))}, keys=['7', '8']), 'storage keys'),
+    (dict(records={}), 'storage keys'),
+    (dict(records={'7': (4, bytes(16))}, magic=7), 'plain pickle'),
+    (dict(records={'7': (4, bytes(16))}, version=1000), 'protocol version'),
+    (dict(records={'7': (4, bytes(16))}, info=dict(little_endian=False)),
+     'big-endian'),
+])
+def test_legacy_bad_records_refused(kwargs, match):
+    data = legacy_stream({'w': Rebuild(Stored('7', 4), 0, (4, ), (1, ))},
+                         **kwargs)
+    with pytest.raises(RefusedCheckpoint, match=match):
+        load_bytes(data)
+
+
+def test_legacy_storage_larger_than_file_refused_unallocated():
+    """A persistent id declaring 2**40 floats: refused before anything is
+    allocated (it would need 4 TiB)."""
+    data = legacy_stream({'w': Rebuild(Stored('7', 2**40), 0, (4, ), (1, ))},
+                         {'7': (2**40, bytes(16))})
+    with pytest.raises(RefusedCheckpoint, match='declare .* bytes or more, '
+                       'but the file holds'):
+        load_bytes(data)
+
+
+def test_legacy_storage_views():
+    """torch < 1.0's storage views: windows on a root storage."""
+    view = Stored('7', 6, view=('9', 2, 3))
+    data = legacy_stream({'w': Rebuild(view, 1, (2, ), (1, ))},
+                         {'7': (6, struct.pack('<6f', *range(6)))})
+    assert torch.equal(load_bytes(data)['w'], torch.tensor([3., 4.]))
+    outside = Stored('7', 6, view=('9', 4, 3))
+    with pytest.raises(RefusedCheckpoint, match='storage view'):
+        load_bytes(legacy_stream({'w': Rebuild(outside, 0, (1, ), (1, ))},
+                                 {'7': (6, bytes(24))}))
 
 
 def test_torchscript_archive_refused(tmp_path):
@@ -322,3 +444,212 @@ def test_torchscript_refused_through_the_package_loaders(tmp_path, capfd):
                            match='TorchScript archive'):
             load()
     assert 'setstate ran' not in capfd.readouterr().out
+
+
+# --- crafted files: objects changed after something holds them -------------
+
+def glob(module, name) -> bytes:
+    return b'c' + f'{module}\n{name}\n'.encode()
+
+
+def ints(*values) -> bytes:
+    return b''.join(b'J' + struct.pack('<i', v) for v in values)
+
+
+def text(s: str) -> bytes:
+    return b'X' + struct.pack('<I', len(s)) + s.encode()
+
+
+def dtype_state(order, elsize, align, flags) -> bytes:
+    return b'(' + ints(3) + text(order) + b'NNN' + ints(elsize, align,
+                                                        flags) + b't'
+
+
+def dtype(spec, state=b'') -> bytes:
+    """numpy's pickle of ``numpy.dtype(spec)``, memo 0."""
+    return glob('numpy', 'dtype') + text(spec) + b'\x89\x88\x87Rq\x00' + \
+        (state + b'b' if state else b'')
+
+
+def array(shape, data: bytes) -> bytes:
+    """numpy's pickle of an array of dtype memo 0 (made before)."""
+    return glob('numpy.core.multiarray', '_reconstruct') + \
+        glob('numpy', 'ndarray') + ints(0) + b'\x85' + b'C\x01b' + \
+        b'\x87R(' + ints(1) + b'(' + ints(*shape) + b't' + b'h\x00\x89' + \
+        b'B' + struct.pack('<I', len(data)) + data + b't' + b'b'
+
+
+def as_file(pickled: bytes) -> bytes:
+    return rewrite(saved({'x': 1}), data_pkl=b'\x80\x02' + pickled + b'.')
+
+
+def test_crafted_numpy_pickles_are_numpys():
+    """The crafted pickles are what numpy writes: pickle reads them."""
+    pickled = b'\x80\x02' + dtype('S8', dtype_state('|', 8, 1, 0)) + b'0' + \
+        array((4, ), b'abcdefgh' * 4) + b'.'
+    a = pickle.loads(pickled)
+    assert a.dtype == np.dtype('S8') and a.shape == (4, )
+    assert load_bytes(as_file(pickled[2:-1])).tolist() == a.tolist()
+
+
+def test_dtype_rewritten_after_an_array_holds_it_refused():
+    """Issue 35: an S8 array of 4 items from 32 bytes, then its dtype's
+    itemsize set to 1 MiB by a second BUILD: numpy would read and write
+    4 MiB past the array's buffer. Refused because something (the array)
+    holds the dtype; the state's new itemsize is refused on its own by
+    the next test."""
+    attack = dtype('S8') + b'0' + array((4, ), b'abcdefgh' * 4) + b'h\x00' + \
+        dtype_state('|', 1 << 20, 1, 0) + b'b\x86'
+    # what pickle itself makes of it: the array now claims 4 MiB
+    a, _ = pickle.loads(b'\x80\x02' + attack + b'.')
+    assert a.nbytes == 4 << 20
+    with pytest.raises(RefusedCheckpoint, match='BUILD on a .* that '
+                       'something holds'):
+        load_bytes(as_file(attack))
+    # even a state that restates the dtype exactly: nothing changes an
+    # object something holds
+    same = dtype('S8') + b'0' + array((4, ), b'abcdefgh' * 4) + b'h\x00' + \
+        dtype_state('|', 8, 1, 0) + b'b\x86'
+    with pytest.raises(RefusedCheckpoint, match='something holds'):
+        load_bytes(as_file(same))
+
+
+@pytest.mark.parametrize('state,what', [
+    (dtype_state('|', 1 << 20, 1, 0), 'itemsize'),
+    (dtype_state('<', -1, -1, 63), 'flags: int64 marked as objects'),
+])
+def test_dtype_state_must_restate_the_constructor(state, what):
+    spec = 'S8' if what == 'itemsize' else 'i8'
+    with pytest.raises(RefusedCheckpoint, match='may only restate'):
+        load_bytes(as_file(dtype(spec, state)))
+    # byte order is the one thing a state may change
+    got = load_bytes(as_file(dtype('f8', dtype_state('>', -1, -1, 0))))
+    assert got == np.dtype('>f8') and got.byteorder == '>'
+
+
+def test_dtype_built_twice_refused():
+    twice = dtype('f8', dtype_state('<', -1, -1, 0)) + \
+        dtype_state('>', -1, -1, 0) + b'b'
+    with pytest.raises(RefusedCheckpoint, match='was built'):
+        load_bytes(as_file(twice))
+
+
+def test_shared_dtype_descriptor_refused():
+    """numpy.dtype(spec, False, False) is numpy's own descriptor, shared
+    by the whole process: a BUILD would change every float64."""
+    shared = glob('numpy', 'dtype') + text('f8') + b'\x89\x89\x87R'
+    with pytest.raises(RefusedCheckpoint, match='plain numbers'):
+        load_bytes(as_file(shared))
+
+
+@pytest.mark.parametrize('shape,nbytes', [((4, ), 31), ((4, ), 33),
+                                          ((2, 3), 40)])
+def test_array_needs_exactly_its_bytes(shape, nbytes):
+    with pytest.raises(RefusedCheckpoint, match='needs .* bytes'):
+        load_bytes(as_file(dtype('f8') + b'0' + array(shape, bytes(nbytes))))
+
+
+def test_numpy_scalar_needs_exactly_its_bytes():
+    scalar = glob('numpy.core.multiarray', 'scalar') + dtype('f8') + \
+        b'C\x04abcd\x86R'
+    with pytest.raises(RefusedCheckpoint, match='exactly their bytes'):
+        load_bytes(as_file(scalar))
+
+
+@pytest.mark.parametrize('pickled,match', [
+    # bytearray(2**40): 1 TiB from 8 bytes of file
+    (glob('builtins', 'bytearray') + b'\x8a\x06' + (1 << 40).to_bytes(6,
+     'little') + b'\x85R', 'bytearray'),
+    # iterating a str, or a tensor, instead of a list
+    (glob('collections', 'Counter') + text('aab') + b'\x85R', 'Counter of'),
+    (glob('builtins', 'set') + text('ab') + b'\x85R', 'set of str'),
+    (glob('builtins', 'complex') + text('1+2j') + b'\x85R', 'complex'),
+])
+def test_allocation_amplifiers_refused(pickled, match):
+    with pytest.raises(RefusedCheckpoint, match=match):
+        load_bytes(as_file(pickled))
+
+
+def test_shared_list_copied_over_and_over_refused():
+    """A 1000-item list copied by 10000 set() calls from memo references
+    (a few bytes each) would make 10 million items from a 60 kB file."""
+    items = b']q\x01(' + ints(*range(1000)) + b'e'
+    calls = (glob('builtins', 'set') + b'q\x02' + b'(' +
+             (b'h\x02h\x01\x85R0') * 10000 + b')')
+    with pytest.raises(RefusedCheckpoint, match='copy more than the file'):
+        load_bytes(as_file(items + b'0' + calls))
+
+
+def test_deep_nesting_refused():
+    """Python hashes a nested tuple recursively in C: a million-deep one
+    as a dict key crashes the process (SIGSEGV)."""
+    deep = b'}' + b')' + b'\x85' * 1000000 + ints(1) + b's'
+    with pytest.raises(RefusedCheckpoint, match='nested over'):
+        load_bytes(as_file(deep))
+
+
+def test_mutating_a_held_container_refused():
+    """A list filled after a dict holds it (what a cycle needs)."""
+    pickled = b'}q\x00' + text('k') + b']q\x01s' + b'h\x01' + ints(1) + \
+        b'a0'
+    with pytest.raises(RefusedCheckpoint, match='APPEND on a list after'):
+        load_bytes(as_file(pickled))
+
+
+@pytest.mark.parametrize('size,stride,ok', [
+    ((1000, ), (0, ), True),          # an expanded view: read
+    ((1 << 30, ), (0, ), False),      # a billion elements from one
+    ((1 << 13, 1 << 13), (1, 1), False),  # 64 Mi overlapping elements
+])
+def test_repeated_elements_bounded(size, stride, ok):
+    data = saved({'w': Rebuild(torch.zeros(1 << 14).storage(), 0, size,
+                               stride)})
+    if ok:
+        assert load_bytes(data)['w'].shape == size
+    else:
+        with pytest.raises(RefusedCheckpoint, match='repeated elements'):
+            load_bytes(data)
+
+
+def test_compressed_record_refused():
+    """torch.save stores records as they are; a deflated one could
+    inflate to far more than the file."""
+    src = zipfile.ZipFile(io.BytesIO(saved({'w': torch.zeros(1000)})))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, 'w', zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    with pytest.raises(RefusedCheckpoint, match='compressed'):
+        load_bytes(out.getvalue())
+
+
+# --- every failure to read is a RefusedCheckpoint naming the file ----------
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0xff]) + data[at + 1:]
+
+
+@pytest.mark.parametrize('legacy', [False, True])
+def test_cut_and_corrupt_files_refused_by_name(tmp_path, legacy):
+    data = (saved_legacy if legacy else saved)(checkpoint_like())
+    path = tmp_path / 'bad.pth'
+    cuts = [data[:n] for n in (1, 10, 100, len(data) // 2, len(data) - 1)]
+    flips = [flip(data, n) for n in range(0, len(data), 151)]
+    for bad in cuts + flips:
+        path.write_bytes(bad)
+        try:
+            safeload.load(str(path))
+        except RefusedCheckpoint as e:
+            assert str(path) in str(e)
+    path.write_bytes(data)
+    assert_same(safeload.load(str(path)), load_bytes(data))
+
+
+def test_checksum_mismatch_refused(tmp_path):
+    """A flipped byte inside a stored record: zipfile's CRC check."""
+    data = saved({'w': torch.arange(100.)})
+    at = data.index(struct.pack('<f', 50.))
+    path = tmp_path / 'crc.pth'
+    path.write_bytes(flip(data, at))
+    with pytest.raises(RefusedCheckpoint, match=r'crc.pth: .*corrupt.*CRC'):
+        safeload.load(str(path))
