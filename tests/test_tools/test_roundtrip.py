@@ -53,14 +53,16 @@ def output(cmd, cwd):
 
 
 def check_schedulers(ckpt):
-    """Each scheduler stepped once per epoch or iteration the run made, its
-    state as mmengine saved it (MultiStepLR's milestones a Counter)."""
+    """Each scheduler stepped once per epoch or iteration the run made
+    (``_global_step``: ``last_step`` counts only the steps from its
+    ``begin``), its state as mmengine saved it (MultiStepLR's milestones a
+    Counter)."""
     meta = ckpt['meta']
     states = ckpt['param_schedulers']
     assert states
     for state in states:
         done = meta['epoch'] if state['by_epoch'] else meta['iter']
-        assert state['last_step'] == done, (state, meta)
+        assert state['_global_step'] == done, (state, meta)
     return states
 
 
