@@ -39,6 +39,7 @@ Classifier weights (and a detector's neck and heads) are dropped. Loading into
 a model is strict about everything else: a shape mismatch, a missing block or
 an unknown key is an error, never a silent skip.
 """
+import logging
 import os
 import re
 from typing import Callable, Dict, List, Optional, Tuple
@@ -463,13 +464,13 @@ def _hint(missing: List[str]) -> str:
                 'release) has no stride-4 norm: build the backbone with '
                 'out_indices=(1, 2, 3), as configs/detection/retinanet_'
                 'poolformer_*.py do')
-    return ('. Only output norms are missing: an ImageNet checkpoint? '
-            "Load it with init_cfg=dict(type='Pretrained', checkpoint="
-            '...), which builds fresh output norms')
+    return ('. Only output norms are missing, and the file has others: '
+            'build the backbone with the out_indices it was trained with')
 
 
 def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
-                 where: str = '') -> Dict[str, torch.Tensor]:
+                 where: str = '', kept: Optional[str] = None
+                 ) -> Dict[str, torch.Tensor]:
     """The backbone tensors ``state`` (one backbone's keys with its prefix
     ``where`` stripped, in any layout ``convert`` reads) as ``model``'s own
     state dict, with every parameter and buffer of ``model`` in it at its
@@ -480,7 +481,19 @@ def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
     This is how every whole-model checkpoint reaches a
     :class:`~mmpoolformer.models.base.DenseBackbone` (mmengine's
     ``load_checkpoint``, ``load_from``, ``resume``, ``init_detector``,
-    ``init_model``, the inferencers), whatever their own ``strict``.
+    ``init_model``, the inferencers), whatever their own ``strict``. Two
+    loads return less, logged, and leave the rest to the caller's
+    ``strict`` (torch and mmengine report the keys missing; strict
+    raises):
+
+    * an ImageNet file (every block, no output norm at all): without its
+      output norms, which keep their init;
+    * a file with no usable tensor for the backbone (none under ``where``,
+      or another architecture's, left in place for the caller to report
+      as unexpected) when ``kept`` names the weights the backbone already
+      holds (its ``init_cfg`` loaded them in this process): nothing, so
+      the backbone keeps them. Without ``kept`` that is an error: the
+      backbone would stay random.
 
     Raises:
         CheckpointFormatError naming the keys (with ``where``) that did not
@@ -488,17 +501,33 @@ def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
     """
     name = type(model).__name__
     if not state:
+        if kept is not None:
+            print_log(f'{name} keeps the weights its init_cfg loaded from '
+                      f'{kept}: the checkpoint has no tensor under '
+                      f'{where!r}', logger='current', level=logging.WARNING)
+            return {}
         raise CheckpointFormatError(
             f'the checkpoint has no tensor under {where!r} for this {name}: '
             f'its backbone would stay random')
     try:
-        ours, _, fmt = convert(state, '')
+        ours, dropped, fmt = convert(state, '')
     except CheckpointFormatError as e:
         keys = [where + k for k in list(state)[:4]]  # the file's order
+        if kept is not None:
+            print_log(f'{name} keeps the weights its init_cfg loaded from '
+                      f'{kept}: skipped the checkpoint\'s {len(state)} '
+                      f'tensors under {where!r} ({keys} ...), weights of '
+                      f'another architecture: {e}', logger='current',
+                      level=logging.WARNING)
+            return state
         raise CheckpointFormatError(
             f'the tensors under {where!r} ({keys}) are weights of another '
             f'architecture, not of this {name}: {e}') from e
-    problems, unused, _ = _fit(model, ours, fresh_norms=False, where=where)
+    # an ImageNet file has no output norm at all; a file with some (the
+    # FORK_LAST3 RetinaNets lack norm0) must bring every one the model has
+    fresh = not any(re.match(r'norm\d+\.', k) for k in ours)
+    problems, unused, new_norms = _fit(model, ours, fresh_norms=fresh,
+                                       where=where)
     if problems:
         missing = [k for k in model.state_dict() if k not in ours]
         # the authors' dense models share mmpretrain's names
@@ -509,6 +538,13 @@ def fit_backbone(model, state: Dict[str, torch.Tensor], convert: Callable,
             + ' | '.join(problems) + _hint(missing))
     for k in unused:
         ours.pop(k)
+    if new_norms:
+        print_log(
+            f'{name}: loaded {len(ours)} tensors ({fmt} layout, an ImageNet '
+            f'file) under {where!r}; dropped {_brief(dropped + unused)}; '
+            f'output norms not in the file, left at their init: '
+            f'{_brief([where + k for k in new_norms])}', logger='current',
+            level=logging.WARNING)
     return ours
 
 

@@ -217,11 +217,17 @@ class DenseBackbone(BaseModule):
         the ``Pretrained`` checkpoint, if any, strictly."""
         super().init_weights()
         if self._pretrained is not None:
-            load_pretrained(self, self._pretrained['checkpoint'],
-                            self._convert,
+            path = self._pretrained['checkpoint']
+            load_pretrained(self, path, self._convert,
                             prefix=self._pretrained.get('prefix'),
                             map_location=self._pretrained.get(
                                 'map_location', 'cpu'))
+            self._filled_by = path
+
+    #: The ``init_cfg`` checkpoint this backbone's weights came from in this
+    #: process (None: none yet). A later whole-model load with no tensor
+    #: for it (``load_from`` another detector) then keeps them.
+    _filled_by: Optional[str] = None
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata,
                               strict, missing_keys, unexpected_keys,
@@ -236,10 +242,14 @@ class DenseBackbone(BaseModule):
         every tensor of this backbone must be there at its shape:
         :func:`~mmpoolformer.weights.fit_backbone` raises otherwise, as
         mmengine's non-strict load would only log it and leave the
-        backbone random."""
+        backbone random. Two exceptions, logged, and left to the caller's
+        ``strict``: an ImageNet file loads without output norms, and when
+        ``init_cfg`` filled this backbone, a file with no tensor for it
+        (another architecture's backbone, or none) leaves it as it is."""
         keys = [k for k in state_dict if k.startswith(prefix)]
         state = {k[len(prefix):]: state_dict.pop(k) for k in keys}
-        fitted = fit_backbone(self, state, self._convert, prefix)
+        fitted = fit_backbone(self, state, self._convert, prefix,
+                              kept=self._filled_by)
         state_dict.update({prefix + k: v for k, v in fitted.items()})
         super()._load_from_state_dict(state_dict, prefix, local_metadata,
                                       strict, missing_keys, unexpected_keys,

@@ -80,6 +80,49 @@ def trained(tmp_path_factory, task, data, **changes):
     return cfg, work
 
 
+def shipped_config(path, name, data, **changes):
+    """Write a config to ``path``: the shipped config ``name`` (e.g.
+    'detection/retinanet_poolformer_s12.py') with its own model, optimizer
+    wrapper, param_scheduler, hooks and default_hooks, and only what it
+    must not keep here changed: the demo's data (from ``tiny_data``, with
+    its classes and image size), no ImageNet download, then ``changes``
+    (the length: train_cfg, the checkpoint interval) merged last."""
+    task = 'det' if name.startswith('detection/') else 'seg'
+    root, demo = DEMO[task]
+    demo = Config(_repoint(Config.fromfile(CONFIGS / 'demo' / demo).to_dict(),
+                           root, data['coco' if task == 'det' else 'ade']))
+    cfg = Config.fromfile(CONFIGS / name)
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'val_evaluator', 'test_evaluator'):
+        cfg[key] = demo[key]
+    model = cfg.model
+    model.backbone.init_cfg = None  # no download: from scratch
+    if task == 'det':
+        heads = [model.roi_head.bbox_head, model.roi_head.mask_head] \
+            if 'roi_head' in model else [model.bbox_head]
+        for head in heads:
+            head.num_classes = demo.model.bbox_head.num_classes
+        if 'roi_head' in model:  # masks loaded and scored
+            for loader in ('train_dataloader', 'val_dataloader',
+                           'test_dataloader'):
+                for step in cfg[loader].dataset.pipeline:
+                    if step.type == 'LoadAnnotations':
+                        step.with_mask = True
+            for evaluator in ('val_evaluator', 'test_evaluator'):
+                cfg[evaluator].metric = ['bbox', 'segm']
+    else:
+        model.data_preprocessor.size = demo.model.data_preprocessor.size
+        for head in ('decode_head', 'auxiliary_head'):
+            if head in model:
+                model[head].num_classes = demo.model.decode_head.num_classes
+        if model.test_cfg.get('mode') == 'slide':  # windows of the image
+            model.test_cfg.update(crop_size=(64, 64), stride=(32, 32))
+    cfg.merge_from_dict(changes)
+    cfg.default_hooks.logger.interval = 1
+    cfg.dump(str(path))
+    return str(path)
+
+
 def build(path, size=None, **backbone):
     """The model of config ``path`` (mmdet or mmseg) with random weights (no
     download) and ``backbone`` changes; a segmentor pads to ``size`` if
