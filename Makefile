@@ -15,24 +15,34 @@ DEPLOY_PY := .venv-deploy/bin/python
 # and every payload (FLOOR_TESTS, less what is marked slow), and of the slow
 # end-to-end runs (FLOOR_SLOW) one each: --amp with resume, resume after a
 # kill, a detector and a segmenter through tools/train.py and tools/test.py,
-# ONNX export, and the wheel installed over the floor's stack. The newest
+# a shipped schedule_1x config's checkpoint through test, resume and the
+# init API, Mask R-CNN on both block paths, --tta, ONNX export, the
+# fuzzer's child processes, and the wheel installed over the floor's stack. The newest
 # torch runs every slow test; running them all twice took CI past its time.
 FLOOR_TESTS := tests/test_models tests/test_engine tests/test_weights.py \
-	tests/test_safeload.py tests/test_safe_urls.py tests/test_compat.py \
-	tests/test_registry.py
+	tests/test_safeload.py tests/test_safeload_corpus.py \
+	tests/test_safeload_fuzz.py tests/test_load_from.py \
+	tests/test_safe_urls.py tests/test_compat.py tests/test_registry.py \
+	tests/test_deploy/test_export_fixes.py
 FLOOR_SLOW := \
 	"tests/test_engine/test_amp.py::test_train_amp_bf16_then_resume[seg-poolformer]" \
 	tests/test_engine/test_resume.py::test_sigkill_then_resume_matches_uninterrupted \
 	tests/test_tools/test_train_test.py::test_det_train_then_test \
 	tests/test_tools/test_train_test.py::test_seg_train_then_test \
 	tests/test_tools/test_train_test.py::test_export_onnx_segmentor_and_detector \
-	tests/test_packaging/test_wheel.py::test_user_configs_inherit_ours
+	tests/test_packaging/test_wheel.py::test_user_configs_inherit_ours \
+	tests/test_safeload_fuzz.py::test_mutants_in_children \
+	"tests/test_tools/test_roundtrip.py::test_shipped_config_round_trips[retinanet]" \
+	"tests/test_configs/test_paths_agree.py::test_both_paths_give_the_same_model[Mask R-CNN]" \
+	tests/test_configs/test_paths_agree.py::test_a_channels_last_output_is_caught \
+	tests/test_tools/test_tta_and_tools.py::test_detector_tta
 # What the newest torch runs without mmcv's ops: the backbones of every
 # family, weights and payloads, mixed precision, ONNX export.
 LATEST_TESTS := tests/test_models/test_fused.py \
 	tests/test_models/test_poolformer.py tests/test_models/test_metaformer.py \
 	tests/test_models/test_dispatch.py tests/test_engine/test_amp_family.py \
-	tests/test_weights.py tests/test_safeload.py tests/test_safe_urls.py
+	tests/test_weights.py tests/test_safeload.py tests/test_safe_urls.py \
+	tests/test_safeload_corpus.py tests/test_models/test_layout.py
 
 .PHONY: setup setup-newest setup-floor setup-latest test test-newest \
 	test-floor test-latest test-fast demo clean setup-deploy test-deploy
