@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from helpers.devices import DEVICES, skip_coarse_bf16_bound
-from mmpoolformer import PoolFormer
+from mmpoolformer import PoolFormer, safeload
 from mmpoolformer.engine.amp import choose_dtype
 from mmpoolformer.testing import randomise
 from helpers.checkout import run, tool
@@ -101,7 +101,7 @@ def test_train_amp_bf16_then_resume(tiny_data, tmp_path, task, backbone,
     assert all(map(torch.isfinite, torch.tensor(seen)))
     half = len(seen) // 2
     assert sum(seen[half:]) / (len(seen) - half) < sum(seen[:half]) / half
-    ckpt = torch.load(work / first, map_location='cpu')
+    ckpt = safeload.load(work / first, map_location='cpu')
     assert ckpt['state_dict'] and ckpt['meta']['iter'] > 0
     proc = train(cfg, work, '--amp', '--resume')
     assert f'Resuming from {work}/{first}' in proc.stdout + proc.stderr

@@ -9,6 +9,7 @@ import time
 import pytest
 import torch
 
+from mmpoolformer import safeload
 from mmpoolformer.engine import latest_good_checkpoint
 from helpers.checkout import checkout_env, run, tool
 from helpers.configs import shapes_config
@@ -40,7 +41,7 @@ def train_cmd(cfg, work, *extra):
 
 
 def weights(path):
-    return torch.load(path, map_location='cpu')['state_dict']
+    return safeload.load(path, map_location='cpu')['state_dict']
 
 
 def assert_same_weights(a, b):

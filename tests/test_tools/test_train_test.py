@@ -13,6 +13,7 @@ from mmengine.config import Config
 
 from helpers.checkout import REPO, log, run, tool
 from helpers.configs import shapes_config, trained
+from mmpoolformer import safeload
 from mmpoolformer.datasets import SEG_CLASSES
 
 pytestmark = pytest.mark.slow
@@ -92,7 +93,7 @@ def test_caformer_detector_trains(tiny_data, tmp_path):
     losses = [float(v) for v in re.findall(r' loss: (\S+)', out)]
     assert losses and all(math.isfinite(v) for v in losses)
     assert 'coco/bbox_mAP:' in out
-    state = torch.load(work / 'epoch_1.pth')['state_dict']
+    state = safeload.load(work / 'epoch_1.pth')['state_dict']
     assert 'backbone.stages.3.blocks.2.token_mixer.qkv.weight' in state
 
 
