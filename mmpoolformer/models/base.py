@@ -13,7 +13,7 @@ from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..torchapi import is_tracing
+from ..torchapi import is_compiling, is_tracing
 from ..weights import fit_backbone, load_pretrained
 
 
@@ -348,9 +348,12 @@ class DenseBackbone(BaseModule):
                 f'[N, {self.in_channels}, H, W], got {list(x.shape)}')
         s = self.stem_stride
         pad_h, pad_w = -x.shape[2] % s, -x.shape[3] % s
-        # Traced, the amounts are graph values and testing them would fix
-        # the branch taken at the traced size.
-        if is_tracing() or pad_h or pad_w:
+        # Traced by TorchScript or fx (the ONNX exporters mmdeploy drives),
+        # the amounts are graph values and testing them would fix the branch
+        # taken at the traced size. Dynamo (torch.compile, torch.export)
+        # guards the test on the symbolic size instead, so a compiled graph
+        # holds the pad only where it pads.
+        if (is_tracing() and not is_compiling()) or pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return x
 
