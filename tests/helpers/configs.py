@@ -43,6 +43,14 @@ def _repoint(node, old, new):
     return node
 
 
+def load_masks(cfg):
+    """Make every data loader of ``cfg`` load the instance masks."""
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        for step in cfg[loader].dataset.pipeline:
+            if step.type == 'LoadAnnotations':
+                step.with_mask = True
+
+
 def shapes_config(path, task, data, model_from=None, **changes):
     """Write a config to ``path``: the demo config of ``task`` ('det' or
     'seg') reading ``data`` (from ``tiny_data``) on a tiny schedule, with
@@ -57,11 +65,7 @@ def shapes_config(path, task, data, model_from=None, **changes):
             osp.join(REPO, 'configs', 'detection', model_from))
         cfg.model = other.model
         cfg.model.backbone.init_cfg = None  # no download: from scratch
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader'):
-            for step in cfg[loader].dataset.pipeline:
-                if step.type == 'LoadAnnotations':
-                    step.with_mask = True
+        load_masks(cfg)
         for evaluator in ('val_evaluator', 'test_evaluator'):
             cfg[evaluator].metric = other[evaluator].metric
     cfg.merge_from_dict(dict(TINY[task], **changes))
@@ -103,11 +107,7 @@ def shipped_config(path, name, data, **changes):
         for head in heads:
             head.num_classes = demo.model.bbox_head.num_classes
         if 'roi_head' in model:  # masks loaded and scored
-            for loader in ('train_dataloader', 'val_dataloader',
-                           'test_dataloader'):
-                for step in cfg[loader].dataset.pipeline:
-                    if step.type == 'LoadAnnotations':
-                        step.with_mask = True
+            load_masks(cfg)
             for evaluator in ('val_evaluator', 'test_evaluator'):
                 cfg[evaluator].metric = ['bbox', 'segm']
     else:
