@@ -18,7 +18,8 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 from torch import nn
 
-from ..models.base import DenseBackbone, unused_outputs_message
+from ..models.base import DenseBackbone
+from ..models.checks import unused_outputs_message
 
 
 class PyramidError(RuntimeError):

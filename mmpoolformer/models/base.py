@@ -1,9 +1,8 @@
 """What every MetaFormer backbone here shares with the others: its contract
 with mmdet and mmseg (out_indices, frozen_stages, norm_eval, pretrained
 weights, any input size)."""
-import math
 import warnings
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -15,50 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..torchapi import is_compiling, is_tracing
 from ..weights import fit_backbone, load_pretrained
-
-
-def check_number(owner: str, name: str, value, low=None, high=None,
-                 low_open=False, high_open=False) -> float:
-    """``value`` if it is a finite real number within the bounds, else a
-    ValueError naming ``owner``, ``name``, the value and the range."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and \
-        math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = '(-inf' if low is None else ('(' if low_open else '[') + \
-            str(low)
-        hi = 'inf)' if high is None else str(high) + \
-            (')' if high_open else ']')
-        raise ValueError(f'{owner}: {name} must be a number in {lo}, {hi}, '
-                         f'got {value!r}')
-    return value
-
-
-class UnusedOutputWarning(UserWarning):
-    """Selected backbone outputs got no gradient: nothing reads them."""
-
-
-def unused_outputs_message(owner: str, out_indices: Sequence[int],
-                           unused: Sequence[int], stem_stride: int = 4) -> str:
-    """What to say when outputs ``unused`` (stage indices) of backbone
-    ``owner`` with ``out_indices`` got no gradient. The backbone's own
-    warning (:class:`UnusedOutputWarning`) and
-    :class:`~mmpoolformer.engine.PyramidCheckHook` say this."""
-    outs = ' and '.join(f'{i} (stride {stem_stride * 2**i}, norm{i})'
-                        for i in unused)
-    one = len(unused) == 1
-    keep = tuple(i for i in out_indices if i not in unused)
-    return (f'{owner}: output{"" if one else "s"} {outs} of out_indices='
-            f'{tuple(out_indices)} received no gradient: nothing reads '
-            f'{"it" if one else "them"}, so the heads may read other '
-            f'strides than they assume, and under DDP the unused norm fails '
-            f'the second iteration unless find_unused_parameters=True. Fix: '
-            f'make the neck read {"it" if one else "them"} (an FPN from '
-            f'its first input: start_level=0) or select only what it reads '
-            f"(out_indices={keep}, the neck's in_channels to match)")
+from .checks import check_number, watch_outputs
 
 
 class DenseBackbone(BaseModule):
@@ -97,27 +53,105 @@ class DenseBackbone(BaseModule):
     def __init__(self, arch, in_channels, out_indices, frozen_stages,
                  norm_eval, drop_path_rate, init_cfg=None, pretrained=None,
                  *, convert: Callable):
-        name = type(self).__name__
-        if pretrained is not None:
-            if init_cfg is not None:
-                raise ValueError(
-                    f'{name}: pretrained={pretrained!r} and init_cfg='
-                    f'{init_cfg!r} are both set; keep one (init_cfg='
-                    f"dict(type='Pretrained', checkpoint=...) is the current "
-                    f'form)')
-            if not isinstance(pretrained, str):
-                raise TypeError(f'{name}: pretrained must be a path or URL, '
-                                f'got {pretrained!r}')
-            warnings.warn(
-                f"{name}: pretrained is deprecated, use init_cfg=dict(type="
-                f"'Pretrained', checkpoint={pretrained!r})")
-            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
-        self._pretrained, others = self._split_init_cfg(name, init_cfg)
+        init_cfg = self._with_pretrained(init_cfg, pretrained)
+        self._pretrained, others = self._split_init_cfg(
+            type(self).__name__, init_cfg)
         super().__init__(init_cfg=others)
         self._convert = convert
         self.arch = self._parse_arch(arch)
         self.depths, self.dims = self.arch['depths'], self.arch['dims']
         self.out_indices = self._parse_out_indices(out_indices)
+        self._check_args(in_channels, frozen_stages, drop_path_rate)
+        self.in_channels = in_channels
+        self.frozen_stages = frozen_stages
+        self.drop_path_rate = drop_path_rate
+        self.norm_eval = norm_eval
+
+    def _build(self, stem: nn.Module,
+               make_stage: Callable[[int, List[float]], nn.Module],
+               norm_cfg: dict) -> None:
+        """Set ``stem``, the stages ``make_stage(i, drop_path_rates)`` up to
+        the last selected output, and the output norms; then freeze."""
+        self.stem = stem
+        # Stages after the last output would hold parameters without
+        # gradients (DDP's unused-parameter error), so they are not built.
+        total = sum(self.depths)
+        start = 0
+        self.stages = nn.ModuleList()
+        for i in range(max(self.out_indices) + 1):
+            rates = [self.drop_path_rate * (start + j) / max(total - 1, 1)
+                     for j in range(self.depths[i])]
+            start += self.depths[i]
+            self.stages.append(make_stage(i, rates))
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm_layer(norm_cfg, self.dims[i])[1])
+        self._freeze_stages()
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.stem(self._pad_input(x))
+        x, watched = watch_outputs(self, x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                # Plain NCHW, as every OpenMMLab backbone returns: the fast
+                # path's blocks and the token stages run channels-last, and
+                # mmcv's roi_align reads its input as NCHW whatever its
+                # strides (a no-op on a contiguous map).
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
+        return watched(tuple(outs))
+
+    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Check ``x`` and pad it right/bottom to a multiple of the stem's
+        stride (as mmdet's Swin does), so that output i is
+        ceil(H / 2**(i + 2)) for any H: the stem alone would drop a row
+        for some sizes. Other sizes are left untouched when run; traced or
+        exported, the pad is always in the graph, its amounts computed from
+        the input's shape, so that an exported model pads every size it is
+        given, not the one it was traced at."""
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__} expects input of shape '
+                f'[N, {self.in_channels}, H, W], got {list(x.shape)}')
+        s = self.stem_stride
+        pad_h, pad_w = -x.shape[2] % s, -x.shape[3] % s
+        # Traced by TorchScript or fx (the ONNX exporters mmdeploy drives),
+        # the amounts are graph values and testing them would fix the branch
+        # taken at the traced size. Dynamo (torch.compile, torch.export)
+        # guards the test on the symbolic size instead, so a compiled graph
+        # holds the pad only where it pads.
+        if (is_tracing() and not is_compiling()) or pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return x
+
+    #: Set once the first training forward has been watched
+    #: (:func:`~.checks.watch_outputs`); a class default so that loaded
+    #: models have it.
+    _outputs_checked = False
+
+    def _with_pretrained(self, init_cfg, pretrained):
+        """``init_cfg`` with mmseg's older ``pretrained=PATH`` turned into
+        its ``Pretrained`` entry (deprecated; both at once is an error)."""
+        if pretrained is None:
+            return init_cfg
+        name = type(self).__name__
+        if init_cfg is not None:
+            raise ValueError(
+                f'{name}: pretrained={pretrained!r} and init_cfg='
+                f'{init_cfg!r} are both set; keep one (init_cfg='
+                f"dict(type='Pretrained', checkpoint=...) is the current "
+                f'form)')
+        if not isinstance(pretrained, str):
+            raise TypeError(f'{name}: pretrained must be a path or URL, '
+                            f'got {pretrained!r}')
+        warnings.warn(
+            f"{name}: pretrained is deprecated, use init_cfg=dict(type="
+            f"'Pretrained', checkpoint={pretrained!r})")
+        return dict(type='Pretrained', checkpoint=pretrained)
+
+    def _check_args(self, in_channels, frozen_stages, drop_path_rate):
+        name = type(self).__name__
         if not (isinstance(frozen_stages, Integral)
                 and -1 <= frozen_stages <= self.num_stages):
             raise ValueError(f'{name}: frozen_stages must be an int in -1..'
@@ -125,12 +159,8 @@ class DenseBackbone(BaseModule):
         if not (isinstance(in_channels, Integral) and in_channels > 0):
             raise ValueError(f'{name}: in_channels must be a positive int, '
                              f'got {in_channels!r}')
-        self.drop_path_rate = check_number(name, 'drop_path_rate',
-                                           drop_path_rate, 0, 1,
-                                           high_open=True)
-        self.in_channels = in_channels
-        self.frozen_stages = frozen_stages
-        self.norm_eval = norm_eval
+        check_number(name, 'drop_path_rate', drop_path_rate, 0, 1,
+                     high_open=True)
 
     @classmethod
     def _parse_arch(cls, arch) -> dict:
@@ -333,101 +363,3 @@ class DenseBackbone(BaseModule):
                 if isinstance(m, _BatchNorm):
                     m.eval()
         return self
-
-    def _pad_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Check ``x`` and pad it right/bottom to a multiple of the stem's
-        stride (as mmdet's Swin does), so that output i is
-        ceil(H / 2**(i + 2)) for any H: the stem alone would drop a row
-        for some sizes. Other sizes are left untouched when run; traced or
-        exported, the pad is always in the graph, its amounts computed from
-        the input's shape, so that an exported model pads every size it is
-        given, not the one it was traced at."""
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f'{type(self).__name__} expects input of shape '
-                f'[N, {self.in_channels}, H, W], got {list(x.shape)}')
-        s = self.stem_stride
-        pad_h, pad_w = -x.shape[2] % s, -x.shape[3] % s
-        # Traced by TorchScript or fx (the ONNX exporters mmdeploy drives),
-        # the amounts are graph values and testing them would fix the branch
-        # taken at the traced size. Dynamo (torch.compile, torch.export)
-        # guards the test on the symbolic size instead, so a compiled graph
-        # holds the pad only where it pads.
-        if (is_tracing() and not is_compiling()) or pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))
-        return x
-
-    def _build(self, stem: nn.Module,
-               make_stage: Callable[[int, List[float]], nn.Module],
-               norm_cfg: dict) -> None:
-        """Set ``stem``, the stages ``make_stage(i, drop_path_rates)`` up to
-        the last selected output, and the output norms; then freeze."""
-        self.stem = stem
-        # Stages after the last output would hold parameters without
-        # gradients (DDP's unused-parameter error), so they are not built.
-        total = sum(self.depths)
-        start = 0
-        self.stages = nn.ModuleList()
-        for i in range(max(self.out_indices) + 1):
-            rates = [self.drop_path_rate * (start + j) / max(total - 1, 1)
-                     for j in range(self.depths[i])]
-            start += self.depths[i]
-            self.stages.append(make_stage(i, rates))
-        for i in self.out_indices:
-            self.add_module(f'norm{i}',
-                            build_norm_layer(norm_cfg, self.dims[i])[1])
-        self._freeze_stages()
-
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.stem(self._pad_input(x))
-        # Only where the stem's output already needs a gradient (a trainable
-        # stem, the default): joining the anchor to a frozen stem's output
-        # would give stage 0 an input gradient to compute, and the fast
-        # path's choice a key of its own, for one step. PyramidCheckHook
-        # covers frozen stems.
-        watch = not self._outputs_checked and self.training and \
-            x.requires_grad and torch.is_grad_enabled() and not is_tracing()
-        if watch:
-            self._outputs_checked = True
-            x, outs_seen = self._watch(x)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                # Plain NCHW, as every OpenMMLab backbone returns: the fast
-                # path's blocks and the token stages run channels-last, and
-                # mmcv's roi_align reads its input as NCHW whatever its
-                # strides (a no-op on a contiguous map).
-                outs.append(getattr(self, f'norm{i}')(x).contiguous())
-        if watch:
-            for i, out in zip(self.out_indices, outs):
-                # a frozen stage and norm have no gradient to miss
-                if any(p.requires_grad for m in (self.stages[i], getattr(
-                        self, f'norm{i}')) for p in m.parameters()):
-                    outs_seen[i] = False
-                    out.register_hook(
-                        lambda grad, i=i: outs_seen.__setitem__(i, True))
-        return tuple(outs)
-
-    #: Set once the first training forward has been watched (see
-    #: :meth:`_watch`); a class default so that loaded models have it.
-    _outputs_checked = False
-
-    def _watch(self, x: torch.Tensor):
-        """For the first training forward: ``x`` joined to a zero leaf
-        whose gradient hook runs after the gradients of every output have
-        been computed (they all flow through ``x``), and the dict of
-        outputs' seen flags it then reads, warning once with
-        :func:`unused_outputs_message` about the outputs none reached."""
-        seen = {}
-        anchor = torch.zeros((), device=x.device, requires_grad=True)
-
-        def check(grad):
-            unused = [i for i, got in seen.items() if not got]
-            if unused:
-                warnings.warn(unused_outputs_message(
-                    type(self).__name__, self.out_indices, unused,
-                    self.stem_stride), UnusedOutputWarning, stacklevel=2)
-
-        anchor.register_hook(check)
-        return x + anchor, seen

@@ -30,10 +30,12 @@ it runs (:func:`decide` says how, and what it costs).
 import math
 import os
 import time
+from functools import partial
 from typing import Callable, Dict, Tuple
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint as cp
 from mmengine.logging import print_log
 
 from ..torchapi import autocast_enabled, is_tracing
@@ -251,7 +253,7 @@ def decide(key: tuple, run: Callable[[bool], None],
            device: torch.device) -> bool:
     """Whether 'auto' runs the fast path for ``key`` (the stage, its input's
     :func:`bucket`, device, dtype, threads, grad mode: see
-    ``PoolFormerStage.auto_key``): the path measured faster there.
+    :func:`stage_key`): the path measured faster there.
 
     How it decides: on the first call with a key, ``run(fast)`` runs the
     stage's first block on the real input by each path (its forward, and in
@@ -341,6 +343,65 @@ def applies(mode, x: torch.Tensor, training: bool, dropout: float,
     if mode is True:
         return True
     return measurable(x) and decide(key(), run, x.device)
+
+
+def stage_key(stage, x: torch.Tensor) -> tuple:
+    """What 'auto''s choice for ``stage`` (a ``PoolFormerStage``) on input
+    ``x`` depends on (the key of :func:`decide`): the block's shape, ``x``'s
+    size class, device, dtype and the CPU threads, which gradients the
+    backward computes, train mode (drop path) and checkpointing."""
+    block = stage.blocks[0]
+    fc1 = block.mlp.fc1
+    on = torch.is_grad_enabled()
+    params = on and any(p.requires_grad for p in block.parameters())
+    grad = ('params+' if params else '') + 'input' \
+        if on and x.requires_grad else 'params' if params else 'none'
+    return (f'block {fc1.in_channels}-{fc1.out_channels} pool '
+            f'{block.token_mixer.pool_size}',
+            'batch ~2^%d, ~2^%d px' % bucket(x),
+            str(x.device), str(x.dtype).replace('torch.', ''),
+            f'{torch.get_num_threads()} threads', f'grad {grad}',
+            'train' if stage.training else 'eval',
+            'with_cp' if stage.with_cp and stage.training else 'no cp')
+
+
+def time_stage(stage, x: torch.Tensor, fused: bool) -> None:
+    """One run of ``stage``'s first block on ``x`` by the fast path
+    (``fused``) or op by op, as the stage's forward would run it, and its
+    backward where training needs one, through ``torch.autograd.grad``: no
+    ``.grad`` is written, and nothing is kept. A returned stage's
+    channels-last output adds the block's share of its conversion to
+    NCHW."""
+    block = stage.blocks[0]
+    x = x.detach().requires_grad_(x.requires_grad)
+    fn = block
+    if fused:
+        fn = partial(type(block).fused_forward, block)
+        inp = x.contiguous(memory_format=torch.channels_last)
+    else:
+        inp = x
+    if stage.with_cp and stage.training and torch.is_grad_enabled():
+        out = cp.checkpoint(fn, inp, use_reentrant=False)
+    else:
+        out = fn(inp)
+    # what the backward computes: the block's parameters and x where they
+    # need gradients (none without grad mode)
+    wrt = [] if not torch.is_grad_enabled() else \
+        [p for p in block.parameters() if p.requires_grad] + \
+        ([x] if x.requires_grad else [])
+    if stage.returned and not out.is_contiguous():
+        # A channels-last output (the fast path's, or op by op's after a
+        # fast stage) costs a conversion to NCHW where the backbone returns
+        # it, and its gradient one back in training: once per stage, so
+        # each block is charged its share, the conversion of
+        # 1/len(blocks) of the channels each way.
+        share = out.detach()[:, :-(-out.shape[1] // len(stage.blocks))]
+        share = share.contiguous()
+        if wrt:
+            share.contiguous(memory_format=torch.channels_last)
+    if wrt:
+        torch.autograd.grad(out, wrt, torch.ones_like(out),
+                            allow_unused=True)
 
 
 def keep_factor(prob: float, x: torch.Tensor):

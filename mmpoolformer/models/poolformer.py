@@ -5,14 +5,14 @@ from typing import Dict, Sequence, Union
 
 import torch
 import torch.nn as nn
-import torch.utils.checkpoint as cp
 from mmcv.cnn import build_activation_layer, build_norm_layer
 
 from ..registry import register_everywhere
 from ..torchapi import compile_module
 from ..weights import convert
 from . import fused as fast
-from .base import DenseBackbone, check_number
+from .base import DenseBackbone
+from .checks import check_number
 from .layers import Mlp, Pooling, Stage, stochastic_depth
 from .sizes import POOLFORMER_SIZES
 
@@ -87,78 +87,24 @@ class PoolFormerStage(Stage):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.enter(x)
-        use = fast.applies(self.fused, x, self.training, self.dropout,
-                           partial(self.auto_key, x),
-                           partial(self.time_block, x))
-        if not fast._tracing():  # a tracer would record the assignment
-            self.ran_fast = use
-        if use:
+        if self.runs_fast(x):
             # the fused blocks read a channels-last map as an [N*HW, C]
             # matrix without copies, and emit channels-last maps
             x = x.contiguous(memory_format=torch.channels_last)
             return self.run_blocks(x, PoolFormerBlock.fused_forward)
         return self.run_blocks(x)
 
-    def _grads(self, x: torch.Tensor) -> list:
-        """What a backward from this stage's blocks computes: their
-        parameters and ``x`` where they need gradients (none without grad
-        mode)."""
-        if not torch.is_grad_enabled():
-            return []
-        params = [p for p in self.blocks[0].parameters() if p.requires_grad]
-        return params + ([x] if x.requires_grad else [])
-
-    def auto_key(self, x: torch.Tensor) -> tuple:
-        """What 'auto''s choice for input ``x`` depends on (the key of
-        :func:`.fused.decide`): the block's shape, ``x``'s size class,
-        device, dtype and the CPU threads, which gradients the backward
-        computes, train mode (drop path) and checkpointing."""
-        block = self.blocks[0]
-        fc1 = block.mlp.fc1
-        on = torch.is_grad_enabled()
-        params = on and any(p.requires_grad for p in block.parameters())
-        grad = ('params+' if params else '') + 'input' \
-            if on and x.requires_grad else 'params' if params else 'none'
-        return (f'block {fc1.in_channels}-{fc1.out_channels} pool '
-                f'{block.token_mixer.pool_size}',
-                'batch ~2^%d, ~2^%d px' % fast.bucket(x),
-                str(x.device), str(x.dtype).replace('torch.', ''),
-                f'{torch.get_num_threads()} threads', f'grad {grad}',
-                'train' if self.training else 'eval',
-                'with_cp' if self.with_cp and self.training else 'no cp')
-
-    def time_block(self, x: torch.Tensor, fused: bool) -> None:
-        """One run of the first block on ``x`` by the fast path (``fused``)
-        or op by op, as :meth:`forward` would run it, and its backward where
-        training needs one, through ``torch.autograd.grad``: no ``.grad``
-        is written, and nothing is kept. A returned stage's channels-last
-        output adds the block's share of its conversion to NCHW."""
-        block = self.blocks[0]
-        x = x.detach().requires_grad_(x.requires_grad)
-        fn = block
-        if fused:
-            fn = partial(PoolFormerBlock.fused_forward, block)
-            inp = x.contiguous(memory_format=torch.channels_last)
-        else:
-            inp = x
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            out = cp.checkpoint(fn, inp, use_reentrant=False)
-        else:
-            out = fn(inp)
-        wrt = self._grads(x)
-        if self.returned and not out.is_contiguous():
-            # A channels-last output (the fast path's, or op by op's after
-            # a fast stage) costs a conversion to NCHW where the backbone
-            # returns it, and its gradient one back in training: once per
-            # stage, so each block is charged its share, the conversion of
-            # 1/len(blocks) of the channels each way.
-            share = out.detach()[:, :-(-out.shape[1] // len(self.blocks))]
-            share = share.contiguous()
-            if wrt:
-                share.contiguous(memory_format=torch.channels_last)
-        if wrt:
-            torch.autograd.grad(out, wrt, torch.ones_like(out),
-                                allow_unused=True)
+    def runs_fast(self, x: torch.Tensor) -> bool:
+        """Whether this forward's blocks take the fast path
+        (:func:`.fused.applies`; 'auto' measures with
+        :func:`.fused.stage_key` and :func:`.fused.time_stage`), noted in
+        ``ran_fast``."""
+        use = fast.applies(self.fused, x, self.training, self.dropout,
+                           partial(fast.stage_key, self, x),
+                           partial(fast.time_stage, self, x))
+        if not fast._tracing():  # a tracer would record the assignment
+            self.ran_fast = use
+        return use
 
 
 @register_everywhere

@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from ..models.base import UnusedOutputWarning
+from ..models.checks import UnusedOutputWarning
 
 #: Each row: the stock config, the backbone's out_indices, what else must
 #: change for PoolFormer-S12's channels (64, 128, 320, 512), and the strides
@@ -127,7 +127,7 @@ def train_step(model, data: dict) -> dict:
     terms, the (H, W) of the batch the backbone read, of the backbone's
     outputs and of the maps the heads read, the names of the parameters
     requiring grad that received none, and the backbone's
-    :class:`~mmpoolformer.models.base.UnusedOutputWarning` messages."""
+    :class:`~mmpoolformer.models.checks.UnusedOutputWarning` messages."""
     seen = {}
 
     def keep(name):

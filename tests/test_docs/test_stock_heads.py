@@ -13,7 +13,7 @@ from mmengine.registry import MODELS, init_default_scope
 from mmpoolformer.engine import check
 from mmpoolformer.engine.check import pyramid_problems
 from helpers.checkout import REPO
-from mmpoolformer.models.base import unused_outputs_message
+from mmpoolformer.models.checks import unused_outputs_message
 from mmpoolformer.testing.heads import (STOCK_HEADS, random_batch,
                                         sizes_at, stock_heads_table,
                                         stock_model_cfg, train_step)

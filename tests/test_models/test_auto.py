@@ -243,10 +243,10 @@ def test_returned_stage_is_charged_its_conversion(monkeypatch, grad):
     x = torch.randn(2, 16, 8, 8, requires_grad=grad)
     monkeypatch.setattr(torch.Tensor, 'contiguous', counted)
     with torch.set_grad_enabled(grad):
-        model.stages[1].time_block(x, True)
+        fast.time_stage(model.stages[1], x, True)
         # the fast path's own input conversion, then the share: 6 of 16
         assert copies == [(2, 16, 8, 8)] + [(2, 6, 8, 8)] * (1 + grad)
         copies.clear()
-        model.stages[1].time_block(x, False)  # NCHW in and out
-        model.stages[0].time_block(torch.randn(2, 8, 16, 16), True)
+        fast.time_stage(model.stages[1], x, False)  # NCHW in and out
+        fast.time_stage(model.stages[0], torch.randn(2, 8, 16, 16), True)
     assert copies == [(2, 8, 16, 16)]  # stage 0's input only

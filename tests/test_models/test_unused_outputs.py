@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmpoolformer import ConvFormer, PoolFormer
-from mmpoolformer.models.base import (UnusedOutputWarning,
+from mmpoolformer.models.checks import (UnusedOutputWarning,
                                       unused_outputs_message)
 
 X = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
