@@ -191,7 +191,7 @@ def published(src, root):
             else:
                 process(src, dst)
         # mmdet and mmseg rename the file by a `mv` they do not wait for
-        deadline = time.time() + 30
+        deadline = time.time() + 300  # a guard against a hang, not a timing
         while not (found := glob.glob(str(folder / 'model*-*.pth'))) or \
                 os.path.exists(dst):
             assert time.time() < deadline, f'{package} wrote no file'
