@@ -2,8 +2,9 @@
 # input size and batch. Standalone: mmdeploy's own configs are not in its
 # wheel. The graph ends in the argmax (labels, N x 1 x H x W); with
 # with_argmax=False it gives the logits (N x classes x H x W) and mmdeploy
-# takes the argmax in Python. Either way it runs the whole image: a model
-# config's test_cfg mode='slide' is not exported.
+# takes the argmax in Python. Either way it runs the whole image: converting
+# a model config whose test_cfg has mode='slide' (the UperNet recipes') is an
+# error; set model.test_cfg=dict(mode='whole') to deploy whole-image inference.
 backend_config = dict(type='onnxruntime')
 onnx_config = dict(
     type='onnx',
