@@ -19,7 +19,11 @@ here imports mmdeploy otherwise.
    not the config's. :func:`whole_image_only` makes its conversion an error.
 4. torch >= 2.9 exports with the dynamo exporter by default, which
    mmdeploy's ``torch2onnx`` does not drive; its export module is given a
-   ``torch`` whose ``onnx.export`` passes ``dynamo=False``.
+   ``torch`` whose ``onnx.export`` passes ``dynamo=False``. mmdeploy's
+   RoIAlign symbolic (Mask R-CNN's RoI heads) imports torch's
+   ``symbolic_opset9._cast_Long``, which torch removed with its deprecated
+   ``_cast_*`` ops (pytorch/pytorch#164641; torch 2.13 has none): it is
+   given back, as torch 2.0 defines it.
 """
 import torch
 import torch.nn.functional as F
@@ -151,3 +155,18 @@ def export_with_torchscript(module) -> None:
         return torch.onnx.export(*args, **kwargs)
 
     module.torch = _With(torch, onnx=_With(torch.onnx, export=export))
+
+
+def _cast_long(g, input, non_blocking):
+    """torch 2.0's ``symbolic_opset9._cast_Long``: a Cast to int64."""
+    return g.op('Cast', input, to_i=7)  # ONNX's TensorProto.INT64
+
+
+def give_cast_long(module) -> None:
+    """Newer torch: ``torch.onnx.symbolic_opset9`` is given ``_cast_Long``,
+    which ``module`` (``mmdeploy.mmcv.ops.roi_align``) imports when it
+    exports mmcv's RoIAlign to ONNX Runtime. A name torch no longer has is
+    added; nothing of torch's changes. Idempotent."""
+    from torch.onnx import symbolic_opset9
+    if not hasattr(symbolic_opset9, '_cast_Long'):
+        symbolic_opset9._cast_Long = _cast_long
