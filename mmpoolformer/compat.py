@@ -50,7 +50,7 @@ library.
 5. mmdeploy's ONNX export (:mod:`mmpoolformer.deploy`): an exact
    ``adaptive_avg_pool2d`` (UperNet's pyramid pooling) for its inexact one,
    mmseg's ``Upsample`` with its size traced, an error for a segmentor whose
-   test mode is ``'slide'`` (mmdeploy exports the whole image only), and
+   test mode is ``'slide'`` (mmdeploy exports the whole image only),
    ``dynamo=False`` for its ``torch.onnx.export`` on torch >= 2.5 (2.9 made
    dynamo the default), and the ``_cast_Long`` symbolic that its RoIAlign
    imports and newer torch lacks.
