@@ -44,7 +44,8 @@ def test_roi_align_exports(tmp_path):
     module = RoIs()
     export(module, (x, rois), str(tmp_path / 'rois'), backend='onnxruntime',
            input_names=['x', 'rois'], output_names=['out'],
-           context_info=dict(deploy_cfg=cfg), opset_version=11,
+           context_info=dict(deploy_cfg=cfg),
+           opset_version=cfg.onnx_config.opset_version,
            dynamic_axes=dict(x={0: 'n', 2: 'h', 3: 'w'}, rois={0: 'k'},
                              out={0: 'k'}))
     import onnx
