@@ -49,8 +49,11 @@ library.
 
 5. mmdeploy's ONNX export (:mod:`mmpoolformer.deploy`): an exact
    ``adaptive_avg_pool2d`` (UperNet's pyramid pooling) for its inexact one,
-   mmseg's ``Upsample`` with its size traced, and ``dynamo=False`` for its
-   ``torch.onnx.export`` on torch >= 2.5 (2.9 made dynamo the default).
+   mmseg's ``Upsample`` with its size traced, an error for a segmentor whose
+   test mode is ``'slide'`` (mmdeploy exports the whole image only),
+   ``dynamo=False`` for its ``torch.onnx.export`` on torch >= 2.5 (2.9 made
+   dynamo the default), and the ``_cast_Long`` symbolic that its RoIAlign
+   imports and newer torch lacks.
    Applied when mmdeploy's modules are imported, before or after us.
 """
 import importlib.machinery
@@ -207,6 +210,7 @@ def apply():
     resolve_own_configs()
     when_imported('mmseg.apis.mmseg_inferencer', patch_mmseg_inferencer)
     when_imported('mmdeploy.apis.onnx.export', deploy.export_with_torchscript)
+    when_imported('mmdeploy.mmcv.ops.roi_align', deploy.give_cast_long)
     when_imported('mmdeploy.pytorch.functions.adaptive_pool',
                   deploy.register_adaptive_pool)
     when_imported('mmdeploy.codebase.mmseg', deploy.register_mmseg)

@@ -13,9 +13,17 @@ here imports mmdeploy otherwise.
    size with ``int()``, which fixes the traced size in the graph; with a
    scale factor it is the same as ``F.interpolate(...,
    recompute_scale_factor=True)``, which traces the size from the input's.
-3. torch >= 2.9 exports with the dynamo exporter by default, which
+3. mmseg segmentors export whole-image inference only (mmdeploy's
+   ``predict`` rewriters), whatever the model config's ``test_cfg``; a
+   config whose test mode is ``'slide'`` would give a graph whose answer is
+   not the config's. :func:`whole_image_only` makes its conversion an error.
+4. torch >= 2.9 exports with the dynamo exporter by default, which
    mmdeploy's ``torch2onnx`` does not drive; its export module is given a
-   ``torch`` whose ``onnx.export`` passes ``dynamo=False``.
+   ``torch`` whose ``onnx.export`` passes ``dynamo=False``. mmdeploy's
+   RoIAlign symbolic (Mask R-CNN's RoI heads) imports torch's
+   ``symbolic_opset9._cast_Long``, which torch removed with its deprecated
+   ``_cast_*`` ops (pytorch/pytorch#164641; torch 2.13 has none): it is
+   given back, as torch 2.0 defines it.
 """
 import torch
 import torch.nn.functional as F
@@ -77,13 +85,49 @@ def register_adaptive_pool(module) -> None:
     FUNCTION_REWRITER.register_rewriter(func_name=name)(adaptive_avg_pool2d)
 
 
-def register_mmseg(module) -> None:
-    """Register :func:`upsample_forward` (``module``: mmdeploy's mmseg
-    codebase, imported when a segmentation task is built). Idempotent."""
+def check_whole_image(test_cfg) -> None:
+    """Raise unless ``test_cfg`` (a segmentor's) is whole-image inference,
+    the only one mmdeploy exports."""
+    mode = (test_cfg or {}).get('mode', 'whole')
+    if mode == 'whole':
+        return
+    window = ', '.join(f'{k}={test_cfg[k]!r}' for k in ('crop_size', 'stride')
+                       if k in test_cfg)
+    raise ValueError(
+        f"model.test_cfg.mode={mode!r}{f' ({window})' if window else ''}: "
+        "mmdeploy exports whole-image inference only, which gives other "
+        "logits than the config's sliding windows. To deploy whole-image "
+        "inference, convert with "
+        "model.test_cfg=dict(mode='whole') in the model config (e.g. "
+        "cfg.model.test_cfg = dict(mode='whole') before torch2onnx, or a "
+        "config that inherits this one and sets model = dict(test_cfg="
+        "dict(_delete_=True, mode='whole'))); for sliding windows, convert "
+        "that way and run the graph on each window yourself")
+
+
+def whole_image_only(self, inputs: torch.Tensor):
+    """mmseg's ``EncoderDecoder.extract_feat`` under mmdeploy's export:
+    :func:`check_whole_image` on the segmentor's ``test_cfg``, then the
+    features. mmdeploy's ``predict`` rewriters (EncoderDecoder's and
+    CascadeEncoderDecoder's) run the whole image through ``extract_feat``
+    whatever the test mode."""
     from mmdeploy.core import FUNCTION_REWRITER
-    name = 'mmseg.models.utils.wrappers.Upsample.forward'
-    if name not in FUNCTION_REWRITER._registry._rewrite_records:
-        FUNCTION_REWRITER.register_rewriter(func_name=name)(upsample_forward)
+    check_whole_image(self.test_cfg)
+    return FUNCTION_REWRITER.get_context().origin_func(self, inputs)
+
+
+def register_mmseg(module) -> None:
+    """Register :func:`upsample_forward` and :func:`whole_image_only`
+    (``module``: mmdeploy's mmseg codebase, imported when a segmentation
+    task is built). Idempotent."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    records = FUNCTION_REWRITER._registry._rewrite_records
+    for name, func in (
+            ('mmseg.models.utils.wrappers.Upsample.forward', upsample_forward),
+            ('mmseg.models.segmentors.EncoderDecoder.extract_feat',
+             whole_image_only)):
+        if name not in records:
+            FUNCTION_REWRITER.register_rewriter(func_name=name)(func)
 
 
 class _With:
@@ -111,3 +155,18 @@ def export_with_torchscript(module) -> None:
         return torch.onnx.export(*args, **kwargs)
 
     module.torch = _With(torch, onnx=_With(torch.onnx, export=export))
+
+
+def _cast_long(g, input, non_blocking):
+    """torch 2.0's ``symbolic_opset9._cast_Long``: a Cast to int64."""
+    return g.op('Cast', input, to_i=7)  # ONNX's TensorProto.INT64
+
+
+def give_cast_long(module) -> None:
+    """Newer torch: ``torch.onnx.symbolic_opset9`` is given ``_cast_Long``,
+    which ``module`` (``mmdeploy.mmcv.ops.roi_align``) imports when it
+    exports mmcv's RoIAlign to ONNX Runtime. A name torch no longer has is
+    added; nothing of torch's changes. Idempotent."""
+    from torch.onnx import symbolic_opset9
+    if not hasattr(symbolic_opset9, '_cast_Long'):
+        symbolic_opset9._cast_Long = _cast_long

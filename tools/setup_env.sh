@@ -15,6 +15,11 @@
 #                                            wheel reused) with mmdeploy
 #                                            1.3.1 and the onnx, protobuf
 #                                            and onnxruntime it needs
+#   tools/setup_env.sh deploy-newest
+#                       .venv-deploy-newest  the deploy stack's pins and
+#                                            mmdeploy over .venv's torch
+#                                            2.13 and stack (built first),
+#                                            installing nothing into .venv
 #
 # Idempotent: a stamp file records a finished install, keyed on this script
 # and requirements.txt, so later runs return in a second.
@@ -41,6 +46,19 @@ case "$STACK" in
         pins=(torch==2.0.1 torchvision==0.15.2 numpy==1.26.4)
         held=(onnx==1.14.1 onnxruntime==1.15.1 protobuf==3.20.2)
         extra=(mmdeploy==1.3.1) ;;
+    deploy-newest)
+        VENV=${VENV:-.venv-deploy-newest}
+        base=${BASE_VENV:-.venv}
+        # mmdeploy and the deploy stack's pins in a venv of their own, whose
+        # site-packages come before the base's (torch 2.13, mmcv's ops,
+        # mmdet, mmseg, this package), so that the base keeps the onnx and
+        # protobuf of torch's dynamo exporter. onnxruntime 1.15.1 is built
+        # against numpy 1.x. --no-deps: mmdeploy's other requirements are
+        # the base's, but for these.
+        pins=(numpy==1.26.4 onnx==1.14.1 onnxruntime==1.15.1 protobuf==3.20.2)
+        extra=(mmdeploy==1.3.1 aenum multiprocess dill coloredlogs
+               humanfriendly)
+        overlay=1 ;;
     latest)
         VENV=${VENV:-.venv-latest}
         pins=(torch==2.14.1)
@@ -50,7 +68,7 @@ case "$STACK" in
         # models, which import mmcv.ops, do not build here
         lite=1 ;;
     *)
-        echo "usage: $0 [newest|floor|latest|deploy]" >&2
+        echo "usage: $0 [newest|floor|latest|deploy|deploy-newest]" >&2
         exit 2 ;;
 esac
 stamp="$VENV/.mmpoolformer-stamp"
@@ -59,6 +77,28 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ]; then
     exit 0
 fi
 log() { echo "[setup $STACK] $*"; }
+if [ -n "${overlay:-}" ]; then
+    if [ ! -x "$base/bin/python" ]; then
+        echo "$0 $STACK: no $base; build it first (tools/setup_env.sh newest)" >&2
+        exit 1
+    fi
+    log "creating $VENV over $base (${pins[*]} ${extra[*]})"
+    # the base's Python (a venv made from a venv gets its interpreter)
+    [ -x "$VENV/bin/python" ] || "$base/bin/python" -m venv "$VENV"
+    purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+    link="$("$VENV/bin/python" -c "$purelib")/zz_base.pth"
+    # Installed while the base is off the path: pip neither sees nor
+    # changes the base's packages.
+    rm -f "$link"
+    "$VENV/bin/python" -m pip --disable-pip-version-check -q install \
+        --no-deps "${pins[@]}" "${extra[@]}"
+    # addsitedir also runs the base's .pth files (its editable install)
+    echo "import site; site.addsitedir('$(cd "$("$base/bin/python" -c "$purelib")" && pwd)')" \
+        > "$link"
+    echo "$key" > "$stamp"
+    log "environment ready in $VENV"
+    exit 0
+fi
 log "creating $VENV (${pins[*]}; first run: minutes, mostly compiling mmcv's ops; seconds after)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 # pins are installed first; held versions only constrain what follows

@@ -1,22 +1,15 @@
 # mmdeploy: an mmdet detector (RetinaNet here) to ONNX Runtime, any input
-# size and batch. Standalone: mmdeploy's own configs are not in its wheel.
+# size and batch. Standalone (the bases are in _base_/ here): mmdeploy's own
+# configs are not in its wheel.
 #   from mmdeploy.apis import torch2onnx
 #   torch2onnx(img, work_dir, 'end2end.onnx', THIS_FILE, MODEL_CONFIG, CKPT)
-backend_config = dict(type='onnxruntime')
+_base_ = ['./_base_/onnx_config.py', './_base_/backends/onnxruntime.py']
 onnx_config = dict(
-    type='onnx',
-    export_params=True,
-    keep_initializers_as_inputs=False,
-    opset_version=11,
-    save_file='end2end.onnx',
-    input_shape=None,  # the model's test pipeline sets the size
-    input_names=['input'],
     output_names=['dets', 'labels'],
     dynamic_axes=dict(
         input={0: 'batch', 2: 'height', 3: 'width'},
         dets={0: 'batch', 1: 'num_dets'},
-        labels={0: 'batch', 1: 'num_dets'}),
-    optimize=True)
+        labels={0: 'batch', 1: 'num_dets'}))
 # Box decoding and NMS are in the graph; mmdet's test_cfg gives the
 # per-level top-k (nms_pre), these the rest.
 codebase_config = dict(

@@ -1,0 +1,51 @@
+"""Every family's mixers and norms convert: mmdeploy converts Semantic FPN
+with the backbones test_mmdeploy.py does not, with the shipped segmentation
+deploy config, and ONNX Runtime gives PyTorch's logits at two sizes other
+than the traced one (sides not multiples of 4 or 32). With PoolFormer-S12
+(pooling, GroupNorm) and UperNet ConvFormer-S18/CAFormer-S18 there, this
+covers every token mixer of the shipped configs (pooling, identity,
+separable convolution, attention) in both norms of the MetaFormer
+baselines (over channels; over channels and positions). Runs in the deploy
+environment; skipped where mmdeploy is not installed."""
+import pytest
+
+pytest.importorskip('onnxruntime')
+pytest.importorskip('mmdeploy')
+
+from test_mmdeploy import (REPORT, SIZES, convert, inputs,  # noqa: E402
+                           seg_logits)
+
+#: recipe: what it adds to test_mmdeploy.py's
+FAMILIES = {
+    # pooling in the MetaFormer blocks, the norm over channels and positions
+    'fpn_poolformerv2_s12.py': 'PoolFormerV2',
+    # no token mixer at all: the norms, scales and MLPs alone
+    'fpn_identityformer_s12.py': 'IdentityFormer',
+    # separable convolution and attention (on the 1/16 and 1/32 maps, whose
+    # token counts follow the input), the norm over channels, in FPN
+    'fpn_caformer_s18.py': 'CAFormer',
+}
+
+
+@pytest.fixture(scope='module', autouse=True)
+def report():
+    yield
+    for recipe in FAMILIES:  # taken out: test_mmdeploy.py prints the rest
+        if recipe in REPORT:
+            print(f'\n{recipe}: ' + '; '.join(REPORT.pop(recipe)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', list(FAMILIES))
+def test_family_converts(tmp_path, recipe):
+    ours, backend, processor, _ = convert(
+        tmp_path, recipe, 'segmentation_onnxruntime_dynamic.py',
+        with_argmax=False)
+    for seed, size in enumerate(SIZES):
+        data = inputs(processor, size, seed + 1)
+        ref, got = seg_logits(ours, backend, data)
+        assert got.shape == ref.shape, f'{size}: {got.shape} vs {ref.shape}'
+        err = ((got - ref).abs().max() / ref.abs().max().clamp(min=1))
+        REPORT[recipe].append(f'{size[0]}x{size[1]}: logits {err:.1e} of '
+                              'their scale')
+        assert err < 1e-4, f'{size}: logits off by {err:.2e} of their scale'
