@@ -6,11 +6,16 @@
 #                users are
 #   .venv-latest torch 2.14.1, the newest release, with mmcv-lite (mmcv's
 #                ops do not compile for it): what needs no ops
+#   .venv-deploy, .venv-deploy-newest
+#                mmdeploy 1.3.1 and its pins over the floor's torch, and
+#                over .venv's torch 2.13 (a venv of its own whose path adds
+#                .venv's packages after its own)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FLOOR_PY := .venv-floor/bin/python
 LATEST_PY := .venv-latest/bin/python
 DEPLOY_PY := .venv-deploy/bin/python
+DEPLOY_NEWEST_PY := .venv-deploy-newest/bin/python
 # What the floor runs: every family's models and mixed precision, weights
 # and every payload (FLOOR_TESTS, less what is marked slow), and of the slow
 # end-to-end runs (FLOOR_SLOW) one each: --amp with resume, resume after a
@@ -45,12 +50,13 @@ LATEST_TESTS := tests/test_models/test_fused.py \
 	tests/test_safeload_corpus.py tests/test_models/test_layout.py
 
 .PHONY: setup setup-newest setup-floor setup-latest test test-newest \
-	test-floor test-latest test-fast demo clean setup-deploy test-deploy
+	test-floor test-latest test-fast demo clean setup-deploy test-deploy \
+	setup-deploy-newest test-deploy-newest
 
 # the environments at once: one's downloads overlap another's compiling
 setup:
 	@$(MAKE) --no-print-directory -j3 setup-newest setup-floor setup-latest
-	@$(MAKE) --no-print-directory setup-deploy
+	@$(MAKE) --no-print-directory setup-deploy setup-deploy-newest
 
 setup-newest:
 	@bash tools/setup_env.sh newest
@@ -68,7 +74,7 @@ test: setup
 	$(FLOOR_PY) -m pytest $(FLOOR_TESTS) -q -m "not slow"
 	$(FLOOR_PY) -m pytest $(FLOOR_SLOW) -q
 	$(LATEST_PY) -m pytest $(LATEST_TESTS) -q
-	@$(MAKE) --no-print-directory test-deploy
+	@$(MAKE) --no-print-directory test-deploy test-deploy-newest
 
 test-newest: setup-newest
 	$(PY) -m pytest tests -q
@@ -90,6 +96,14 @@ setup-deploy: setup-floor
 test-deploy: setup-deploy
 	$(DEPLOY_PY) -m pytest tests/test_deploy -q
 	$(DEPLOY_PY) -m pytest tests/test_docs/test_readme.py -q -k deploy
+
+# the same conversions on torch 2.13 (mmdeploy was released for torch 2.0):
+# seconds to set up, nothing installed into .venv
+setup-deploy-newest: setup-newest
+	@bash tools/setup_env.sh deploy-newest
+
+test-deploy-newest: setup-deploy-newest
+	$(DEPLOY_NEWEST_PY) -m pytest tests/test_deploy -q
 
 # all but the end-to-end runs of the tools (tests marked slow), newest torch
 test-fast: setup-newest
