@@ -105,9 +105,11 @@ setup-deploy-newest: setup-newest
 test-deploy-newest: setup-deploy-newest
 	$(DEPLOY_NEWEST_PY) -m pytest tests/test_deploy -q
 
-# all but the end-to-end runs of the tools (tests marked slow), newest torch
+# the unit tier, newest torch: minutes (docs/contributing.md); what is
+# marked slow (end-to-end runs of the tools) or integration (every config,
+# family and size beyond a sample) is left to make test
 test-fast: setup-newest
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q -m "not slow and not integration"
 
 demo: setup-newest
 	$(PY) tools/demo.py

@@ -234,6 +234,7 @@ print(repr(sum(float(v.double().sum()) for v in state.values())))
 '''
 
 
+@pytest.mark.integration
 def test_two_processes_download_once(tmp_path, server, hub):
     """Two ranks starting together: one download, and neither reads the
     file before it is complete (it appears under its name only whole)."""

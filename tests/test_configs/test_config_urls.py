@@ -11,6 +11,7 @@ import pytest
 from mmengine.config import Config
 
 from helpers.configs import CONFIGS
+from helpers.tiers import per_config
 
 PATHS = sorted(glob.glob(str(CONFIGS / '*' / '*.py')))
 # a URL, a model-zoo name or a checkpoint file name
@@ -40,7 +41,7 @@ def own_weights(path):
     return '_'.join(name.split('_')[-2:])
 
 
-@pytest.mark.parametrize('path', PATHS, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(PATHS))
 def test_every_url_is_the_configs_own_backbone(path):
     cfg = Config.fromfile(path)
     found = [(k, v) for k, v in strings(cfg.to_dict()) if WEIGHTS.match(v)]

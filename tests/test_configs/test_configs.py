@@ -10,6 +10,7 @@ from mmengine.config import Config
 
 import mmpoolformer
 from helpers.configs import CONFIGS, build, train_and_predict
+from helpers.tiers import per_config
 from mmpoolformer.testing.heads import seg_batch
 
 ROOT = str(CONFIGS)
@@ -94,7 +95,7 @@ def check_backbone(cfg, path, out_indices):
     assert bb.out_indices == out_indices
 
 
-@pytest.mark.parametrize('path', DET, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(DET))
 def test_detection_config(path):
     cfg = Config.fromfile(path)
     retina = 'retinanet' in path
@@ -137,7 +138,7 @@ def test_detection_config(path):
         assert 'masks' in results[0].pred_instances
 
 
-@pytest.mark.parametrize('path', SEG, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(SEG))
 def test_segmentation_config(path):
     cfg = Config.fromfile(path)
     check_backbone(cfg, path, (0, 1, 2, 3))

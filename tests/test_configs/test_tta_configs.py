@@ -13,6 +13,7 @@ import pytest
 from mmengine.config import Config
 
 from helpers.configs import CONFIGS
+from helpers.tiers import per_config
 from mmpoolformer.engine.launch import enable_tta
 from test_configs import later_size
 
@@ -55,7 +56,7 @@ def mmseg_tta():
     return upstream('mmseg', '_base_/datasets/ade20k.py')
 
 
-@pytest.mark.parametrize('path', RETINANET, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(RETINANET))
 def test_retinanet_carries_mmdets_tta(path, mmdet_tta):
     cfg = Config.fromfile(path)
     assert cfg.tta_model.type == 'DetTTAModel'
@@ -65,7 +66,7 @@ def test_retinanet_carries_mmdets_tta(path, mmdet_tta):
     assert scales == [(1333, 800), (666, 400), (2000, 1200)]
 
 
-@pytest.mark.parametrize('path', MASK_RCNN, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(MASK_RCNN))
 def test_mask_rcnn_refuses_tta_in_one_line(path):
     cfg = Config.fromfile(path)
     assert 'tta_model' not in cfg and 'tta_pipeline' not in cfg
@@ -74,7 +75,7 @@ def test_mask_rcnn_refuses_tta_in_one_line(path):
         enable_tta(cfg)
 
 
-@pytest.mark.parametrize('path', SEG, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(SEG))
 def test_segmentor_carries_mmsegs_tta(path, mmseg_tta):
     cfg = Config.fromfile(path)
     assert cfg.tta_model.type == 'SegTTAModel'

@@ -11,6 +11,7 @@ from mmengine.config import Config
 import mmpoolformer
 from helpers.configs import (CONFIGS, build, build_segmentor,
                              train_and_predict)
+from helpers.tiers import per_config
 from mmpoolformer.testing.heads import seg_batch
 
 ROOT = str(CONFIGS)
@@ -38,7 +39,7 @@ def test_upernet_config_set():
                      for a in ('b36', 'm36', 's18', 's36')]
 
 
-@pytest.mark.parametrize('path', UPERNET, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(UPERNET))
 def test_upernet_config(path):
     cfg = Config.fromfile(path)
     family, arch = parse(path)
@@ -121,7 +122,7 @@ def det_inputs(retina):
                           with_mask=not retina)
 
 
-@pytest.mark.parametrize('path', SIZES, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(SIZES))
 def test_size_config(path):
     kind, family, arch = osp.splitext(osp.basename(path))[0].rsplit('_', 2)
     cfg = Config.fromfile(path)

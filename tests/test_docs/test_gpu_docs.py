@@ -118,6 +118,7 @@ def test_commands_run_what_they_should(monkeypatch):
     assert seen == {'install', 'pytest', 'backbones', 'benchmark', 'bundle'}
 
 
+@pytest.mark.integration
 def test_cuda_test_files_import_without_openmmlab_task_libraries():
     """A GPU machine may have mmengine and mmcv (the bundle) but no mmdet,
     mmseg or mmpretrain: the section's test files import without them

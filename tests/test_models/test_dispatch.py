@@ -9,6 +9,7 @@ from mmengine.analysis import get_model_complexity_info
 from mmpoolformer import PoolFormer, torchapi
 from mmpoolformer.models import fused as fast
 from mmpoolformer.testing import assert_close, randomise
+from helpers.tiers import SMALLEST, sample
 
 SMALL = dict(depths=[1, 1, 1, 1], dims=[8, 16, 24, 32])
 # The paper's ImageNet MACs at 224x224 (G); its classifier (norm, pooled
@@ -87,7 +88,8 @@ def gmacs(model, shape=(1, 3, 224, 224)):
     return info['flops'] / 1e9
 
 
-@pytest.mark.parametrize('arch', list(PAPER_GMACS))
+@pytest.mark.parametrize('arch', sample(list(PAPER_GMACS),
+                                        lambda a: a in SMALLEST))
 def test_flop_count_matches_paper(arch):
     assert round(gmacs(PoolFormer(arch).eval()), 1) == PAPER_GMACS[arch]
 

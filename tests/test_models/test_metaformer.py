@@ -284,6 +284,7 @@ def test_frozen_stages_hold_across_train(frozen):
     assert_frozen(ConvFormer(frozen_stages=frozen).train(), frozen)
 
 
+@pytest.mark.integration
 def test_with_cp_same_outputs_and_grads():
     torch.manual_seed(0)
     plain = CAFormer(drop_path_rate=0.2).train()
@@ -386,6 +387,7 @@ def test_other_family_is_an_error(tmp_path):
         ours_from(ConvFormer, str(path), 's18')
 
 
+@pytest.mark.integration
 def test_convert_tool_reads_official_metaformer(tmp_path):
     ref = timm_metaformer('convformer_s18')
     src = tmp_path / 'official.pth'
@@ -428,6 +430,7 @@ print(vm('VmHWM') - base)
 @pytest.mark.skipif(
     torch.__version__ < '2.2', reason='torch 2.0 attends on the CPU with the '
     'whole matrix (1164 MB measured on 2.0.1); its CUDA kernels do not')
+@pytest.mark.integration
 def test_attention_memory_at_detection_size():
     """CAFormer-S18's attention stages at 800x1216: stage 2 has 50 x 76 =
     3800 tokens and 10 heads, so one materialised attention matrix takes

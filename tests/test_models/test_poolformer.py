@@ -7,13 +7,14 @@ import torch.nn.functional as F
 from mmpoolformer import PoolFormer
 from mmpoolformer.models.poolformer import PoolFormerBlock
 from mmpoolformer.testing import assert_frozen, assert_same_training_step
+from helpers.tiers import sample
 
 ARCHS = ['s12', 's24', 's36', 'm36', 'm48']
 # Paper table: params in millions including the ImageNet classifier.
 PAPER_PARAMS_M = dict(s12=12, s24=21, s36=31, m36=56, m48=73)
 
 
-@pytest.mark.parametrize('arch', ARCHS)
+@pytest.mark.parametrize('arch', sample(ARCHS, lambda a: a == 's12'))
 def test_shapes_and_strides(arch):
     model = PoolFormer(arch).eval()
     dims = PoolFormer.arch_settings[arch]['dims']
@@ -142,7 +143,8 @@ def test_norm_eval_keeps_batchnorm_stats():
 
 
 @pytest.mark.parametrize('pin', ['fast', 'plain'])
-@pytest.mark.parametrize('drop_path_rate', [0., 0.2])
+@pytest.mark.parametrize('drop_path_rate', sample([0., 0.2],
+                                                  lambda r: r > 0))
 def test_with_cp_same_outputs_and_grads(drop_path_rate, pin, monkeypatch):
     # both models on one path: 'auto' keys with_cp apart, and measured
     # under load the two could take different paths, which round apart

@@ -81,6 +81,7 @@ def aten_ops(model, x):
 @pytest.mark.skipif(not torchapi.compiles(),
                     reason='torch.compile does not run here (torch 2.0 '
                     'on Python 3.11)')
+@pytest.mark.integration
 @pytest.mark.parametrize('name', bench.FAMILIES)
 def test_compiled_ours_is_timms_graph(name):
     """Compiled, ours hands inductor no op that timm's network lacks,

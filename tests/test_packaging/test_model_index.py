@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from build_env import REPO
+from helpers.tiers import per_config
 
 
 def _tool(name):
@@ -58,7 +59,7 @@ def test_one_entry_per_config(entries):
         assert osp.isfile(osp.join(REPO, path))
 
 
-@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+@pytest.mark.parametrize('path', per_config(CONFIGS))
 def test_entry_matches_config(entries, path):
     """Name, collection, backbone, parameters (the built model's), data,
     schedule, ImageNet weights and published metrics."""
@@ -77,6 +78,7 @@ def check_flops(entries, path):
     assert (stored['FLOPs'], stored['FLOPs Input Size']) == (flops, size)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize('path', SAMPLE, ids=osp.basename)
 def test_flops_sample(entries, path):
     check_flops(entries, path)

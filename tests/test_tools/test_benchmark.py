@@ -215,6 +215,7 @@ def test_settings_are_checked():
     assert quick.backend == 'aot_eager' and quick.compile_tasks == 3
 
 
+@pytest.mark.integration
 def test_backbone_check_needs_no_task_library():
     """``python benchmarks/backbones.py`` (a GPU machine's first check)
     builds and runs what it is asked for, in a fresh process with mmdet,
