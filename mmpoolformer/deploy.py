@@ -13,7 +13,12 @@ here imports mmdeploy otherwise.
    size with ``int()``, which fixes the traced size in the graph; with a
    scale factor it is the same as ``F.interpolate(...,
    recompute_scale_factor=True)``, which traces the size from the input's.
-3. torch >= 2.9 exports with the dynamo exporter by default, which
+3. mmdet's RPN post-processing (Mask R-CNN's proposals). mmdeploy's runs one
+   NMS over the candidates of all levels with its deploy config's score
+   threshold and keeps boxes clipped to zero size; mmdet's runs one NMS per
+   level, none, and drops them (``min_bbox_size``). :func:`rpn_predict_by_feat`
+   computes mmdet's.
+4. torch >= 2.9 exports with the dynamo exporter by default, which
    mmdeploy's ``torch2onnx`` does not drive; its export module is given a
    ``torch`` whose ``onnx.export`` passes ``dynamo=False``.
 """
@@ -84,6 +89,72 @@ def register_mmseg(module) -> None:
     name = 'mmseg.models.utils.wrappers.Upsample.forward'
     if name not in FUNCTION_REWRITER._registry._rewrite_records:
         FUNCTION_REWRITER.register_rewriter(func_name=name)(upsample_forward)
+
+
+def rpn_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
+                        batch_img_metas=None, cfg=None, rescale=False,
+                        with_nms=True, **kwargs):
+    """mmdet's ``RPNHead.predict_by_feat`` in mmdeploy's graph: per level
+    the top ``nms_pre`` anchors' boxes, decoded and clipped; those of a side
+    not over ``min_bbox_size`` dropped; NMS per level (each level's scores
+    in a class of their own); the top ``max_per_img``. Returns mmdeploy's
+    (dets, labels), labels the levels."""
+    from mmdeploy.codebase.mmdet.deploy import gather_topk
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdet.structures.bbox import get_box_tensor
+    cfg = self.test_cfg if cfg is None else cfg
+    levels, batch = len(cls_scores), cls_scores[0].shape[0]
+    priors = self.prior_generator.grid_priors(
+        [c.shape[-2:] for c in cls_scores], dtype=bbox_preds[0].dtype,
+        device=bbox_preds[0].device)
+    nms_pre = cfg.get('nms_pre', -1)
+    boxes, scores, anchors = [], [], []
+    for level, (cls, reg, prior) in enumerate(zip(cls_scores, bbox_preds,
+                                                  priors)):
+        cls = cls.permute(0, 2, 3, 1).reshape(batch, -1, self.cls_out_channels)
+        score = cls.sigmoid() if self.use_sigmoid_cls else \
+            cls.softmax(-1)[..., :1]
+        reg = reg.permute(0, 2, 3, 1).reshape(batch, -1,
+                                              self.bbox_coder.encode_size)
+        prior = get_box_tensor(prior).unsqueeze(0)
+        if nms_pre > 0:  # mmdeploy's topk takes min(k, n) in the graph
+            _, top = score.squeeze(2).topk(nms_pre)
+            reg, score = gather_topk(reg, score, inds=top, batch_size=batch)
+            prior = gather_topk(prior, inds=top, batch_size=batch,
+                                is_batched=False)
+        boxes.append(reg)
+        scores.append(F.pad(score, (level, levels - 1 - level)))
+        anchors.append(prior)
+    boxes = get_box_tensor(self.bbox_coder.decode(
+        torch.cat(anchors, 1), torch.cat(boxes, 1),
+        max_shape=batch_img_metas[0]['img_shape']))
+    scores = torch.cat(scores, 1)
+    if cfg.get('min_bbox_size', -1) >= 0:
+        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
+        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    if not with_nms:
+        return boxes, scores.sum(-1, keepdim=True)
+    # mmdet has no score threshold: the least positive float drops only the
+    # zeros (other levels' columns, boxes of zero size)
+    return multiclass_nms(
+        boxes, scores, cfg.max_per_img, nms_type=cfg.nms.get('type', 'nms'),
+        iou_threshold=cfg.nms.iou_threshold,
+        score_threshold=torch.finfo(scores.dtype).tiny, pre_top_k=-1,
+        keep_top_k=cfg.max_per_img)
+
+
+def register_mmdet(module) -> None:
+    """Register :func:`rpn_predict_by_feat` in place of mmdeploy's default
+    rewriter of it (``module``: mmdeploy's mmdet codebase). Idempotent."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
+    registry = FUNCTION_REWRITER._registry
+    name = 'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat'
+    if any(r['_object'] is rpn_predict_by_feat
+           for r in registry._rewrite_records.get(name, [])):
+        return
+    registry.remove_record(rpn_head.rpn_head__predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(func_name=name)(rpn_predict_by_feat)
 
 
 class _With:
