@@ -17,7 +17,8 @@ here imports mmdeploy otherwise.
    NMS over the candidates of all levels with its deploy config's score
    threshold and keeps boxes clipped to zero size; mmdet's runs one NMS per
    level, none, and drops them (``min_bbox_size``). :func:`rpn_predict_by_feat`
-   computes mmdet's.
+   computes mmdet's. RetinaNet's keeps them too: :func:`retina_predict_by_feat`
+   drops them.
 4. torch >= 2.9 exports with the dynamo exporter by default, which
    mmdeploy's ``torch2onnx`` does not drive; its export module is given a
    ``torch`` whose ``onnx.export`` passes ``dynamo=False``.
@@ -143,9 +144,39 @@ def rpn_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
         keep_top_k=cfg.max_per_img)
 
 
+def retina_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
+                           batch_img_metas=None, cfg=None, rescale=False,
+                           with_nms=True, **kwargs):
+    """mmdeploy's ``BaseDenseHead.predict_by_feat`` for RetinaNet, with
+    mmdet's ``min_bbox_size``: boxes of a side not over it get score 0, under
+    the score threshold, before NMS."""
+    from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+    boxes, scores = BaseDenseHead.predict_by_feat(  # mmdeploy's, in context
+        self, cls_scores, bbox_preds, score_factors, batch_img_metas, cfg,
+        rescale, with_nms=False, **kwargs)
+    cfg = self.test_cfg  # as mmdeploy's
+    if cfg.get('min_bbox_size', -1) >= 0:
+        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
+        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    if not with_nms:
+        return boxes, scores
+    post = get_post_processing_params(FUNCTION_REWRITER.get_context().cfg)
+    return multiclass_nms(
+        boxes, scores, post.max_output_boxes_per_class,
+        nms_type=cfg.nms.get('type'),
+        iou_threshold=cfg.nms.get('iou_threshold', post.iou_threshold),
+        score_threshold=cfg.get('score_thr', post.score_threshold),
+        pre_top_k=post.pre_top_k,
+        keep_top_k=cfg.get('max_per_img', post.keep_top_k))
+
+
 def register_mmdet(module) -> None:
     """Register :func:`rpn_predict_by_feat` in place of mmdeploy's default
-    rewriter of it (``module``: mmdeploy's mmdet codebase). Idempotent."""
+    rewriter of it, and :func:`retina_predict_by_feat` (``module``:
+    mmdeploy's mmdet codebase). Idempotent."""
     from mmdeploy.core import FUNCTION_REWRITER
     from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
     registry = FUNCTION_REWRITER._registry
@@ -155,6 +186,9 @@ def register_mmdet(module) -> None:
         return
     registry.remove_record(rpn_head.rpn_head__predict_by_feat)
     FUNCTION_REWRITER.register_rewriter(func_name=name)(rpn_predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(
+        func_name='mmdet.models.dense_heads.retina_head.RetinaHead.'
+        'predict_by_feat')(retina_predict_by_feat)
 
 
 class _With:

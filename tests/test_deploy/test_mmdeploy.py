@@ -315,18 +315,16 @@ def test_retinanet(tmp_path):
     """RetinaNet converts with the detection config and ONNX Runtime agrees
     with PyTorch at two sizes: the network's outputs, and the detections
     (mmdeploy's post-processing in the graph) with the rewritten model's;
-    with a trained-like head's sparse scores, those are mmdet's own but
-    for the boxes of zero area mmdeploy keeps."""
+    with a trained-like head's sparse scores, those are mmdet's own (boxes
+    of zero size dropped as mmdet does, mmpoolformer.deploy)."""
     recipe = 'retinanet_poolformer_s12.py'
     ours, backend, processor, deploy_cfg = convert(
         tmp_path, recipe, 'detection_onnxruntime_dynamic.py')
     check_heads(tmp_path, recipe, ours, processor, deploy_cfg)
     for ref, mmdet, tol in check_detections(recipe, ours, backend, processor,
                                             deploy_cfg):
-        # mmdeploy keeps boxes clipped to zero width or height, which mmdet
-        # drops (min_bbox_size=0); the others are mmdet's, in its order
-        kept = ref[(ref.bboxes[:, 2:] > ref.bboxes[:, :2]).all(1)]
-        assert len(match(mmdet[:len(kept)], kept, tol)) == len(kept)
+        assert len(mmdet) == len(ref)
+        assert len(match(mmdet, ref, tol)) == len(ref)
     data = inputs(processor, SIZES[0], 1)
     with torch.no_grad():
         got = backend.test_step(data)[0].pred_instances
