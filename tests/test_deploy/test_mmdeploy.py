@@ -155,14 +155,14 @@ def padded_meta(data, divisor=32):
 
 class Heads(torch.nn.Module):
     """A detector up to its heads' outputs, flat: RetinaNet's class and box
-    maps per level; Mask R-CNN's RPN maps and, for the RoIs given, its box
-    head's class scores and deltas and its mask head's logits."""
+    maps per level; Mask R-CNN's RPN maps, its box head's class scores and
+    deltas for ``rois`` and its mask head's logits for ``mask_rois``."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, img, rois=None):
+    def forward(self, img, rois=None, mask_rois=None):
         model = self.model
         x = model.extract_feat(img)
         if rois is None:
@@ -170,19 +170,22 @@ class Heads(torch.nn.Module):
             return (*cls, *reg)
         cls, reg = model.rpn_head(x)
         box = model.roi_head._bbox_forward(x, rois)
-        mask = model.roi_head._mask_forward(x, rois)
+        mask = model.roi_head._mask_forward(x, mask_rois)
         return (*cls, *reg, box['cls_score'], box['bbox_pred'],
                 mask['mask_preds'])
 
 
 def proposals(model, img):
-    """mmdet's RPN proposals for ``img`` (PyTorch) as RoIs (0, box)."""
+    """mmdet's RPN proposals for ``img`` (PyTorch) as RoIs (0, box), and
+    the 100 smallest of them (the mask head's cost is per RoI)."""
     from mmdet.structures import DetDataSample
     sample = DetDataSample(metainfo=dict(img_shape=tuple(img.shape[2:])))
     with torch.no_grad():
         boxes = model.rpn_head.predict(model.extract_feat(img), [sample],
                                        rescale=False)[0].bboxes
-    return torch.cat([boxes.new_zeros(len(boxes), 1), boxes], 1)
+    rois = torch.cat([boxes.new_zeros(len(boxes), 1), boxes], 1)
+    side = (boxes[:, 2:] - boxes[:, :2]).min(1).values
+    return rois, rois[side.argsort()[:100]]
 
 
 def check_heads(tmp_path, recipe, ours, processor, deploy_cfg):
@@ -190,24 +193,25 @@ def check_heads(tmp_path, recipe, ours, processor, deploy_cfg):
     config's opset) at ``EXPORT``, height and width dynamic, gives
     PyTorch's outputs on the images of ``SIZES`` as they are (sides 1, 2 or
     3 mod 4: the backbone pads in the graph), Mask R-CNN's RoI heads on
-    mmdet's 1000 proposals, among them RoIs under a pixel of their level's
-    map: ONNX's RoiAlign before opset 16 makes them a pixel wide (mmcv's
-    aligned RoIAlign does not), mmdeploy's opset 16 form is exact."""
+    mmdet's proposals (the mask head on the 100 smallest), among them RoIs
+    under a pixel of their level's map: ONNX's RoiAlign before opset 16
+    makes them a pixel wide (mmcv's aligned RoIAlign does not), mmdeploy's
+    opset 16 form is exact."""
     import onnxruntime as ort
     from mmdeploy.apis.onnx import export
     heads = Heads(ours).eval()
     two_stage = hasattr(ours, 'roi_head')
 
     def feed(img):
-        return (img, proposals(ours, img)) if two_stage else (img, )
+        return (img, *proposals(ours, img)) if two_stage else (img, )
 
-    names = ['img', 'rois'][:1 + two_stage]
+    names = ['img', 'rois', 'mask_rois'][:1 + 2 * two_stage]
     export(heads, feed(torch.randn(1, 3, *EXPORT)), str(tmp_path / 'heads'),
            backend='onnxruntime', context_info=dict(deploy_cfg=deploy_cfg),
            input_names=names,
            opset_version=deploy_cfg.onnx_config.opset_version,
            dynamic_axes=dict(img={2: 'height', 3: 'width'},
-                             rois={0: 'num_rois'}))
+                             rois={0: 'num_rois'}, mask_rois={0: 'masks'}))
     session = ort.InferenceSession(str(tmp_path / 'heads.onnx'),
                                    providers=['CPUExecutionProvider'])
     for seed, size in enumerate(SIZES):
