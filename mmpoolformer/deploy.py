@@ -153,17 +153,24 @@ def retina_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
     from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
     from mmdeploy.core import FUNCTION_REWRITER
     from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdeploy.utils import Backend, get_backend
     from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
-    boxes, scores = BaseDenseHead.predict_by_feat(  # mmdeploy's, in context
-        self, cls_scores, bbox_preds, score_factors, batch_img_metas, cfg,
-        rescale, with_nms=False, **kwargs)
+    ctx = FUNCTION_REWRITER.get_context()
+    # mmdeploy's, in context; ncnn's and RKNN's have NMS of their own
+    args = (self, cls_scores, bbox_preds, score_factors, batch_img_metas, cfg,
+            rescale)
+    if get_backend(ctx.cfg) in (Backend.NCNN, Backend.RKNN):
+        return BaseDenseHead.predict_by_feat(*args, with_nms=with_nms,
+                                             **kwargs)
+    boxes, scores = BaseDenseHead.predict_by_feat(*args, with_nms=False,
+                                                  **kwargs)
     cfg = self.test_cfg  # as mmdeploy's
     if cfg.get('min_bbox_size', -1) >= 0:
         size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
         scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
     if not with_nms:
         return boxes, scores
-    post = get_post_processing_params(FUNCTION_REWRITER.get_context().cfg)
+    post = get_post_processing_params(ctx.cfg)
     return multiclass_nms(
         boxes, scores, post.max_output_boxes_per_class,
         nms_type=cfg.nms.get('type'),
