@@ -214,3 +214,4 @@ def apply():
     when_imported('mmdeploy.pytorch.functions.adaptive_pool',
                   deploy.register_adaptive_pool)
     when_imported('mmdeploy.codebase.mmseg', deploy.register_mmseg)
+    when_imported('mmdeploy.codebase.mmdet', deploy.register_mmdet)

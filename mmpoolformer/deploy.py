@@ -17,7 +17,13 @@ here imports mmdeploy otherwise.
    ``predict`` rewriters), whatever the model config's ``test_cfg``; a
    config whose test mode is ``'slide'`` would give a graph whose answer is
    not the config's. :func:`whole_image_only` makes its conversion an error.
-4. torch >= 2.9 exports with the dynamo exporter by default, which
+4. mmdet's RPN post-processing (Mask R-CNN's proposals). mmdeploy's runs one
+   NMS over the candidates of all levels with its deploy config's score
+   threshold and keeps boxes clipped to zero size; mmdet's runs one NMS per
+   level with no score threshold, and drops them (``min_bbox_size``).
+   :func:`rpn_predict_by_feat` computes mmdet's. RetinaNet's keeps them too:
+   :func:`retina_predict_by_feat` drops them.
+5. torch >= 2.9 exports with the dynamo exporter by default, which
    mmdeploy's ``torch2onnx`` does not drive; its export module is given a
    ``torch`` whose ``onnx.export`` passes ``dynamo=False``. mmdeploy's
    RoIAlign symbolic (Mask R-CNN's RoI heads) imports torch's
@@ -128,6 +134,112 @@ def register_mmseg(module) -> None:
              whole_image_only)):
         if name not in records:
             FUNCTION_REWRITER.register_rewriter(func_name=name)(func)
+
+
+def rpn_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
+                        batch_img_metas=None, cfg=None, rescale=False,
+                        with_nms=True, **kwargs):
+    """mmdet's ``RPNHead.predict_by_feat`` in mmdeploy's graph: per level
+    the top ``nms_pre`` anchors' boxes, decoded and clipped; those of a side
+    not over ``min_bbox_size`` dropped; NMS per level (each level's scores
+    in a class of their own); the top ``max_per_img``. Returns mmdeploy's
+    (dets, labels), labels the levels."""
+    from mmdeploy.codebase.mmdet.deploy import gather_topk
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdet.structures.bbox import get_box_tensor
+    cfg = self.test_cfg if cfg is None else cfg
+    levels, batch = len(cls_scores), cls_scores[0].shape[0]
+    priors = self.prior_generator.grid_priors(
+        [c.shape[-2:] for c in cls_scores], dtype=bbox_preds[0].dtype,
+        device=bbox_preds[0].device)
+    nms_pre = cfg.get('nms_pre', -1)
+    boxes, scores, anchors = [], [], []
+    for level, (cls, reg, prior) in enumerate(zip(cls_scores, bbox_preds,
+                                                  priors)):
+        cls = cls.permute(0, 2, 3, 1).reshape(batch, -1, self.cls_out_channels)
+        score = cls.sigmoid() if self.use_sigmoid_cls else \
+            cls.softmax(-1)[..., :1]
+        reg = reg.permute(0, 2, 3, 1).reshape(batch, -1,
+                                              self.bbox_coder.encode_size)
+        prior = get_box_tensor(prior).unsqueeze(0)
+        if nms_pre > 0:  # mmdeploy's topk takes min(k, n) in the graph
+            _, top = score.squeeze(2).topk(nms_pre)
+            reg, score = gather_topk(reg, score, inds=top, batch_size=batch)
+            prior = gather_topk(prior, inds=top, batch_size=batch,
+                                is_batched=False)
+        boxes.append(reg)
+        scores.append(F.pad(score, (level, levels - 1 - level)))
+        anchors.append(prior)
+    boxes = get_box_tensor(self.bbox_coder.decode(
+        torch.cat(anchors, 1), torch.cat(boxes, 1),
+        max_shape=batch_img_metas[0]['img_shape']))
+    scores = torch.cat(scores, 1)
+    if cfg.get('min_bbox_size', -1) >= 0:
+        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
+        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    if not with_nms:
+        return boxes, scores.sum(-1, keepdim=True)
+    # mmdet has no score threshold: the least positive float drops only the
+    # zeros (other levels' columns, boxes of zero size)
+    return multiclass_nms(
+        boxes, scores, cfg.max_per_img, nms_type=cfg.nms.get('type', 'nms'),
+        iou_threshold=cfg.nms.iou_threshold,
+        score_threshold=torch.finfo(scores.dtype).tiny, pre_top_k=-1,
+        keep_top_k=cfg.max_per_img)
+
+
+def retina_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
+                           batch_img_metas=None, cfg=None, rescale=False,
+                           with_nms=True, **kwargs):
+    """mmdeploy's ``BaseDenseHead.predict_by_feat`` for RetinaNet, with
+    mmdet's ``min_bbox_size``: boxes of a side not over it get score 0, under
+    the score threshold, before NMS."""
+    from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdeploy.utils import Backend, get_backend
+    from mmdet.models.dense_heads.base_dense_head import BaseDenseHead
+    ctx = FUNCTION_REWRITER.get_context()
+    # mmdeploy's, in context; ncnn's and RKNN's have NMS of their own
+    args = (self, cls_scores, bbox_preds, score_factors, batch_img_metas, cfg,
+            rescale)
+    if get_backend(ctx.cfg) in (Backend.NCNN, Backend.RKNN):
+        return BaseDenseHead.predict_by_feat(*args, with_nms=with_nms,
+                                             **kwargs)
+    boxes, scores = BaseDenseHead.predict_by_feat(*args, with_nms=False,
+                                                  **kwargs)
+    cfg = self.test_cfg  # as mmdeploy's
+    if cfg.get('min_bbox_size', -1) >= 0:
+        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
+        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    if not with_nms:
+        return boxes, scores
+    post = get_post_processing_params(ctx.cfg)
+    return multiclass_nms(
+        boxes, scores, post.max_output_boxes_per_class,
+        nms_type=cfg.nms.get('type'),
+        iou_threshold=cfg.nms.get('iou_threshold', post.iou_threshold),
+        score_threshold=cfg.get('score_thr', post.score_threshold),
+        pre_top_k=post.pre_top_k,
+        keep_top_k=cfg.get('max_per_img', post.keep_top_k))
+
+
+def register_mmdet(module) -> None:
+    """Register :func:`rpn_predict_by_feat` in place of mmdeploy's default
+    rewriter of it, and :func:`retina_predict_by_feat` (``module``:
+    mmdeploy's mmdet codebase). Idempotent."""
+    from mmdeploy.core import FUNCTION_REWRITER
+    from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
+    registry = FUNCTION_REWRITER._registry
+    name = 'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat'
+    if any(r['_object'] is rpn_predict_by_feat
+           for r in registry._rewrite_records.get(name, [])):
+        return
+    registry.remove_record(rpn_head.rpn_head__predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(func_name=name)(rpn_predict_by_feat)
+    FUNCTION_REWRITER.register_rewriter(
+        func_name='mmdet.models.dense_heads.retina_head.RetinaHead.'
+        'predict_by_feat')(retina_predict_by_feat)
 
 
 class _With:

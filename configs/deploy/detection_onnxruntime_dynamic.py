@@ -5,6 +5,10 @@
 #   torch2onnx(img, work_dir, 'end2end.onnx', THIS_FILE, MODEL_CONFIG, CKPT)
 _base_ = ['./_base_/onnx_config.py', './_base_/backends/onnxruntime.py']
 onnx_config = dict(
+    # ONNX's RoiAlign before opset 16 makes every RoI at least a pixel wide
+    # and high; mmcv's aligned RoIAlign (Mask R-CNN's) does not, and
+    # opset 16's half_pixel mode is it
+    opset_version=16,
     output_names=['dets', 'labels'],
     dynamic_axes=dict(
         input={0: 'batch', 2: 'height', 3: 'width'},
