@@ -81,14 +81,21 @@ def register_adaptive_pool(module) -> None:
     (``module``: ``mmdeploy.pytorch.functions.adaptive_pool``) by
     :func:`adaptive_avg_pool2d`. Backend-specific rewriters (ncnn's,
     TorchScript's) stay. Idempotent."""
+    _replace('torch.nn.functional.adaptive_avg_pool2d',
+             module.adaptive_avg_pool2d__default, adaptive_avg_pool2d)
+
+
+def _replace(name: str, default, ours) -> bool:
+    """Register ``ours`` as mmdeploy's rewriter of ``name`` in place of its
+    ``default`` one; False where that was done before."""
     from mmdeploy.core import FUNCTION_REWRITER
     registry = FUNCTION_REWRITER._registry
-    name = 'torch.nn.functional.adaptive_avg_pool2d'
-    if any(r['_object'] is adaptive_avg_pool2d
+    if any(r['_object'] is ours
            for r in registry._rewrite_records.get(name, [])):
-        return
-    registry.remove_record(module.adaptive_avg_pool2d__default)
-    FUNCTION_REWRITER.register_rewriter(func_name=name)(adaptive_avg_pool2d)
+        return False
+    registry.remove_record(default)
+    FUNCTION_REWRITER.register_rewriter(func_name=name)(ours)
+    return True
 
 
 def check_whole_image(test_cfg) -> None:
@@ -230,16 +237,11 @@ def register_mmdet(module) -> None:
     mmdeploy's mmdet codebase). Idempotent."""
     from mmdeploy.core import FUNCTION_REWRITER
     from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
-    registry = FUNCTION_REWRITER._registry
-    name = 'mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat'
-    if any(r['_object'] is rpn_predict_by_feat
-           for r in registry._rewrite_records.get(name, [])):
-        return
-    registry.remove_record(rpn_head.rpn_head__predict_by_feat)
-    FUNCTION_REWRITER.register_rewriter(func_name=name)(rpn_predict_by_feat)
-    FUNCTION_REWRITER.register_rewriter(
-        func_name='mmdet.models.dense_heads.retina_head.RetinaHead.'
-        'predict_by_feat')(retina_predict_by_feat)
+    if _replace('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+                rpn_head.rpn_head__predict_by_feat, rpn_predict_by_feat):
+        FUNCTION_REWRITER.register_rewriter(
+            func_name='mmdet.models.dense_heads.retina_head.RetinaHead.'
+            'predict_by_feat')(retina_predict_by_feat)
 
 
 class _With:

@@ -314,16 +314,12 @@ def check_detections(recipe, ours, backend, processor, deploy_cfg):
     return out
 
 
-@pytest.mark.slow
-def test_retinanet(tmp_path):
-    """RetinaNet converts with the detection config and ONNX Runtime agrees
-    with PyTorch at two sizes: the network's outputs, and the detections
-    (mmdeploy's post-processing in the graph) with the rewritten model's;
-    with a trained-like head's sparse scores, those are mmdet's own (boxes
-    of zero size dropped as mmdet does, mmpoolformer.deploy)."""
-    recipe = 'retinanet_poolformer_s12.py'
-    ours, backend, processor, deploy_cfg = convert(
-        tmp_path, recipe, 'detection_onnxruntime_dynamic.py')
+def check_detector(tmp_path, recipe, deploy_name):
+    """Convert ``recipe``; check its heads' outputs and its detections at
+    both :data:`SIZES` (ONNX Runtime = the rewritten model = mmdet); return
+    mmdeploy's model's predictions at the first size."""
+    ours, backend, processor, deploy_cfg = convert(tmp_path, recipe,
+                                                   deploy_name)
     check_heads(tmp_path, recipe, ours, processor, deploy_cfg)
     for ref, mmdet, tol in check_detections(recipe, ours, backend, processor,
                                             deploy_cfg):
@@ -331,7 +327,18 @@ def test_retinanet(tmp_path):
         assert len(match(mmdet, ref, tol)) == len(ref)
     data = inputs(processor, SIZES[0], 1)
     with torch.no_grad():
-        got = backend.test_step(data)[0].pred_instances
+        return backend.test_step(data)[0].pred_instances
+
+
+@pytest.mark.slow
+def test_retinanet(tmp_path):
+    """RetinaNet converts with the detection config and ONNX Runtime agrees
+    with PyTorch at two sizes: the network's outputs, and the detections
+    (mmdeploy's post-processing in the graph) with the rewritten model's;
+    with a trained-like head's sparse scores, those are mmdet's own (boxes
+    of zero size dropped as mmdet does, mmpoolformer.deploy)."""
+    got = check_detector(tmp_path, 'retinanet_poolformer_s12.py',
+                         'detection_onnxruntime_dynamic.py')
     assert torch.isfinite(got.bboxes).all()
 
 
@@ -343,19 +350,28 @@ def test_mask_rcnn(tmp_path):
     model's, and those with mmdet's own (the RPN's post-processing is
     mmdet's, mmpoolformer.deploy). mmdeploy's model pastes the masks into
     an image of the input's size."""
-    recipe = 'mask_rcnn_poolformer_s12.py'
-    ours, backend, processor, deploy_cfg = convert(
-        tmp_path, recipe, 'instance-seg_onnxruntime_dynamic.py')
-    check_heads(tmp_path, recipe, ours, processor, deploy_cfg)
-    for ref, mmdet, tol in check_detections(recipe, ours, backend, processor,
-                                            deploy_cfg):
-        assert len(mmdet) == len(ref)
-        assert len(match(mmdet, ref, tol)) == len(ref)
-    data = inputs(processor, SIZES[0], 1)
-    with torch.no_grad():
-        got = backend.test_step(data)[0].pred_instances
+    got = check_detector(tmp_path, 'mask_rcnn_poolformer_s12.py',
+                         'instance-seg_onnxruntime_dynamic.py')
     assert got.masks.shape[1:] == SIZES[0]
     assert torch.isfinite(got.bboxes).all()
+
+
+def check_segmenter(tmp_path, recipe):
+    """Convert ``recipe`` with the segmentation config (logits out) and
+    check ONNX Runtime's logits against PyTorch's at both :data:`SIZES`;
+    yield each size, its data, PyTorch's logits and mmdeploy's model."""
+    ours, backend, processor, _ = convert(
+        tmp_path, recipe, 'segmentation_onnxruntime_dynamic.py',
+        with_argmax=False)
+    for seed, size in enumerate(SIZES):
+        data = inputs(processor, size, seed + 1)
+        ref, got = seg_logits(ours, backend, data)
+        assert got.shape == ref.shape, f'{size}: {got.shape} vs {ref.shape}'
+        err = ((got - ref).abs().max() / ref.abs().max().clamp(min=1))
+        REPORT[recipe].append(f'{size[0]}x{size[1]}: logits {err:.1e} of '
+                              'their scale')
+        assert err < 1e-4, f'{size}: logits off by {err:.2e} of their scale'
+        yield size, data, ref, backend
 
 
 def seg_logits(ours, backend, data):
@@ -374,17 +390,7 @@ def seg_logits(ours, backend, data):
 def test_segmenter(tmp_path, recipe):
     """The logits (the config's with_argmax=False), and the labels that
     mmdeploy's model gives with them."""
-    ours, backend, processor, _ = convert(
-        tmp_path, recipe, 'segmentation_onnxruntime_dynamic.py',
-        with_argmax=False)
-    for seed, size in enumerate(SIZES):
-        data = inputs(processor, size, seed + 1)
-        ref, got = seg_logits(ours, backend, data)
-        assert got.shape == ref.shape, f'{size}: {got.shape} vs {ref.shape}'
-        err = ((got - ref).abs().max() / ref.abs().max().clamp(min=1))
-        REPORT[recipe].append(f'{size[0]}x{size[1]}: logits {err:.1e} of '
-                              'their scale')
-        assert err < 1e-4, f'{size}: logits off by {err:.2e} of their scale'
+    for size, data, ref, backend in check_segmenter(tmp_path, recipe):
         with torch.no_grad():
             labels = backend.test_step(data)[0].pred_sem_seg.data
         assert labels.shape == (1, *size)
