@@ -81,21 +81,21 @@ def register_adaptive_pool(module) -> None:
     (``module``: ``mmdeploy.pytorch.functions.adaptive_pool``) by
     :func:`adaptive_avg_pool2d`. Backend-specific rewriters (ncnn's,
     TorchScript's) stay. Idempotent."""
-    _replace('torch.nn.functional.adaptive_avg_pool2d',
-             module.adaptive_avg_pool2d__default, adaptive_avg_pool2d)
+    _register('torch.nn.functional.adaptive_avg_pool2d', adaptive_avg_pool2d,
+              module.adaptive_avg_pool2d__default)
 
 
-def _replace(name: str, default, ours) -> bool:
-    """Register ``ours`` as mmdeploy's rewriter of ``name`` in place of its
-    ``default`` one; False where that was done before."""
+def _register(name: str, ours, default=None) -> None:
+    """Register ``ours`` as mmdeploy's rewriter of ``name``, in place of its
+    ``default`` one if given; nothing where ``ours`` already is."""
     from mmdeploy.core import FUNCTION_REWRITER
     registry = FUNCTION_REWRITER._registry
     if any(r['_object'] is ours
            for r in registry._rewrite_records.get(name, [])):
-        return False
-    registry.remove_record(default)
+        return
+    if default is not None:
+        registry.remove_record(default)
     FUNCTION_REWRITER.register_rewriter(func_name=name)(ours)
-    return True
 
 
 def check_whole_image(test_cfg) -> None:
@@ -133,14 +133,20 @@ def register_mmseg(module) -> None:
     """Register :func:`upsample_forward` and :func:`whole_image_only`
     (``module``: mmdeploy's mmseg codebase, imported when a segmentation
     task is built). Idempotent."""
-    from mmdeploy.core import FUNCTION_REWRITER
-    records = FUNCTION_REWRITER._registry._rewrite_records
-    for name, func in (
-            ('mmseg.models.utils.wrappers.Upsample.forward', upsample_forward),
-            ('mmseg.models.segmentors.EncoderDecoder.extract_feat',
-             whole_image_only)):
-        if name not in records:
-            FUNCTION_REWRITER.register_rewriter(func_name=name)(func)
+    _register('mmseg.models.utils.wrappers.Upsample.forward',
+              upsample_forward)
+    _register('mmseg.models.segmentors.EncoderDecoder.extract_feat',
+              whole_image_only)
+
+
+def _drop_small(boxes: torch.Tensor, scores: torch.Tensor, cfg):
+    """``scores`` zeroed where a box has a side not over the test config's
+    ``min_bbox_size`` (mmdet drops such boxes; a graph's NMS drops score
+    0); as they are without the setting."""
+    if cfg.get('min_bbox_size', -1) < 0:
+        return scores
+    size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
+    return scores * (size > cfg.min_bbox_size).to(scores.dtype)
 
 
 def rpn_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
@@ -180,10 +186,7 @@ def rpn_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
     boxes = get_box_tensor(self.bbox_coder.decode(
         torch.cat(anchors, 1), torch.cat(boxes, 1),
         max_shape=batch_img_metas[0]['img_shape']))
-    scores = torch.cat(scores, 1)
-    if cfg.get('min_bbox_size', -1) >= 0:
-        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
-        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    scores = _drop_small(boxes, torch.cat(scores, 1), cfg)
     if not with_nms:
         return boxes, scores.sum(-1, keepdim=True)
     # mmdet has no score threshold: the least positive float drops only the
@@ -216,9 +219,7 @@ def retina_predict_by_feat(self, cls_scores, bbox_preds, score_factors=None,
     boxes, scores = BaseDenseHead.predict_by_feat(*args, with_nms=False,
                                                   **kwargs)
     cfg = self.test_cfg  # as mmdeploy's
-    if cfg.get('min_bbox_size', -1) >= 0:
-        size = (boxes[..., 2:] - boxes[..., :2]).min(-1, keepdim=True).values
-        scores = scores * (size > cfg.min_bbox_size).to(scores.dtype)
+    scores = _drop_small(boxes, scores, cfg)
     if not with_nms:
         return boxes, scores
     post = get_post_processing_params(ctx.cfg)
@@ -235,13 +236,11 @@ def register_mmdet(module) -> None:
     """Register :func:`rpn_predict_by_feat` in place of mmdeploy's default
     rewriter of it, and :func:`retina_predict_by_feat` (``module``:
     mmdeploy's mmdet codebase). Idempotent."""
-    from mmdeploy.core import FUNCTION_REWRITER
     from mmdeploy.codebase.mmdet.models.dense_heads import rpn_head
-    if _replace('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
-                rpn_head.rpn_head__predict_by_feat, rpn_predict_by_feat):
-        FUNCTION_REWRITER.register_rewriter(
-            func_name='mmdet.models.dense_heads.retina_head.RetinaHead.'
-            'predict_by_feat')(retina_predict_by_feat)
+    _register('mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+              rpn_predict_by_feat, rpn_head.rpn_head__predict_by_feat)
+    _register('mmdet.models.dense_heads.retina_head.RetinaHead.'
+              'predict_by_feat', retina_predict_by_feat)
 
 
 class _With:
