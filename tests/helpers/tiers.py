@@ -35,7 +35,7 @@ def sample(values, keep, ids=None):
 SMALLEST = ('s12', 's18')
 
 
-def UNIT_FAMILY(row):
+def unit_family(row):
     """Whether a family's row of a per-family test runs in the unit tier:
     PoolFormer (v1, with its fast path) and PoolFormerV2 (the baselines'
     block, norms and StarReLU); the other mixers' families are integration

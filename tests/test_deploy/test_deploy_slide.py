@@ -11,25 +11,11 @@ import pytest
 pytest.importorskip('onnxruntime')
 pytest.importorskip('mmdeploy')
 
-from mmengine.config import Config  # noqa: E402
-
 from helpers.checkout import REPO  # noqa: E402
+from test_mmdeploy import model_config  # noqa: E402
 
 DEPLOY = osp.join(REPO, 'configs', 'deploy',
                   'segmentation_onnxruntime_dynamic.py')
-
-
-def model_config(recipe, **test_cfg):
-    """``recipe`` with random weights (no download), its test_cfg updated
-    by ``test_cfg``, and a test pipeline that keeps the image's size."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'segmentation', recipe))
-    cfg.model.backbone.init_cfg = None
-    cfg.model.test_cfg.update(test_cfg)
-    cfg.test_pipeline = [
-        dict(type='LoadImageFromFile'),
-        dict(type='Resize', scale_factor=1.0, keep_ratio=True),
-        dict(type='PackSegInputs')]
-    return cfg
 
 
 def convert(tmp_path, cfg):
@@ -40,7 +26,7 @@ def convert(tmp_path, cfg):
 
 def test_slide_is_an_error(tmp_path):
     """The UperNet recipe as shipped (mode='slide')."""
-    cfg = model_config('upernet_convformer_s18.py')
+    cfg = model_config('upernet_convformer_s18.py', whole=False)
     assert cfg.model.test_cfg.mode == 'slide'
     with pytest.raises(ValueError) as error:
         convert(tmp_path, cfg)
@@ -55,7 +41,7 @@ def test_slide_is_an_error(tmp_path):
 def test_whole_converts(tmp_path):
     """Semantic FPN, whose recipe tests the whole image: converted, with
     the test_cfg said or left to mmseg's default; slide stops it."""
-    cfg = model_config('fpn_poolformer_s12.py')
+    cfg = model_config('fpn_poolformer_s12.py', whole=False)
     assert cfg.model.test_cfg.mode == 'whole'
     convert(tmp_path / 'said', cfg)
     assert osp.getsize(tmp_path / 'said' / 'end2end.onnx') > 0

@@ -36,10 +36,11 @@ def report():
         print(f'\n{name}: ' + '; '.join(lines))
 
 
-def model_config(recipe):
+def model_config(recipe, whole=True):
     """The recipe with random weights (no download) and a test pipeline
     that keeps the image's size; a segmenter predicts on the whole image,
-    as the exported graph does."""
+    as the exported graph does (``whole``; else its test_cfg is the
+    recipe's)."""
     folder = 'segmentation' if recipe.split('_')[0] in (
         'fpn', 'upernet') else 'detection'
     cfg = Config.fromfile(osp.join(REPO, 'configs', folder, recipe))
@@ -51,7 +52,8 @@ def model_config(recipe):
     else:
         cfg.test_pipeline = [dict(type='LoadImageFromFile'), keep,
                              dict(type='PackSegInputs')]
-        cfg.model.test_cfg = dict(mode='whole')
+        if whole:
+            cfg.model.test_cfg = dict(mode='whole')
     return cfg
 
 
@@ -113,15 +115,6 @@ def inputs(processor, size, seed):
         0, 256, (*size, 3), dtype=np.uint8)
     data, _ = processor.create_input(image, None)
     return data
-
-
-def box_iou(a, b):
-    lt = torch.max(a[:, None, :2], b[None, :, :2])
-    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
-    inter = (rb - lt).clamp(min=0).prod(-1)
-    area = (a[:, 2:] - a[:, :2]).prod(-1)
-    barea = (b[:, 2:] - b[:, :2]).prod(-1)
-    return inter / (area[:, None] + barea[None] - inter)
 
 
 def match(ref, got, tol):

@@ -17,7 +17,7 @@ from mmpoolformer.testing.precision import (BOUNDS, CPU_DTYPES, FAMILIES,
                                             LARGE_BOUNDS, amplify,
                                             bound_problems, build,
                                             cpu_bf16_coarse, measure, rel)
-from helpers.tiers import UNIT_FAMILY, sample
+from helpers.tiers import sample, unit_family
 
 # torch 2.0's CPU autocast knows bf16 alone: there, fp16 is CUDA's only
 needs_fp16 = pytest.mark.skipif(
@@ -83,7 +83,8 @@ def test_bf16_probe_tells_kernels_apart(monkeypatch, accumulate, coarse):
 
 
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('family, size', sample(sorted(BOUNDS), UNIT_FAMILY))
+@pytest.mark.parametrize('family, size',
+                         sample(sorted(BOUNDS), unit_family))
 def test_errors_within_measured_bounds(family, size, device):
     bounds = {d: b for d, b in BOUNDS[(family, size)].items()
               if d in dtypes_on(device)}
@@ -95,7 +96,8 @@ def test_errors_within_measured_bounds(family, size, device):
 
 
 @pytest.mark.parametrize('device', DEVICES)
-@pytest.mark.parametrize('family', sample(sorted(FAMILIES), UNIT_FAMILY))
+@pytest.mark.parametrize('family',
+                         sample(sorted(FAMILIES), unit_family))
 def test_fp16_finite_at_large_activations(family, device):
     """Every layer before an activation scaled so that its largest output
     is 350 (fp16 holds it; StarReLU's square of it does not): finite for
