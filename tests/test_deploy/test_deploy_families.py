@@ -5,14 +5,18 @@ than the traced one (sides not multiples of 4 or 32). With PoolFormer-S12
 (pooling, GroupNorm) and UperNet ConvFormer-S18/CAFormer-S18 there, this
 covers every token mixer of the shipped configs (pooling, identity,
 separable convolution, attention) in both norms of the MetaFormer
-baselines (over channels; over channels and positions). Runs in the deploy
-environment; skipped where mmdeploy is not installed."""
+baselines (over channels; over channels and positions). The detectors,
+checked there with PoolFormer-S12, are checked here with ConvFormer
+(RetinaNet) and CAFormer (Mask R-CNN) too. Runs in the deploy environment;
+skipped where mmdeploy is not installed."""
 import pytest
+import torch
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('mmdeploy')
 
-from test_mmdeploy import REPORT, SIZES, check_segmenter  # noqa: E402
+from test_mmdeploy import (REPORT, SIZES, check_detector,  # noqa: E402
+                           check_segmenter)
 
 #: recipe: what it adds to test_mmdeploy.py's
 FAMILIES = {
@@ -24,12 +28,17 @@ FAMILIES = {
     # token counts follow the input), the norm over channels, in FPN
     'fpn_caformer_s18.py': 'CAFormer',
 }
+#: detection recipe: its deploy config
+DETECTORS = {
+    'retinanet_convformer_s18.py': 'detection_onnxruntime_dynamic.py',
+    'mask_rcnn_caformer_s18.py': 'instance-seg_onnxruntime_dynamic.py',
+}
 
 
 @pytest.fixture(scope='module', autouse=True)
 def report():
     yield
-    for recipe in FAMILIES:  # taken out: test_mmdeploy.py prints the rest
+    for recipe in [*FAMILIES, *DETECTORS]:  # test_mmdeploy.py prints the rest
         if recipe in REPORT:
             print(f'\n{recipe}: ' + '; '.join(REPORT.pop(recipe)))
 
@@ -41,3 +50,13 @@ def test_family_converts(tmp_path, recipe):
     it) at both sizes."""
     checked = [size for size, *_ in check_segmenter(tmp_path, recipe)]
     assert checked == SIZES
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', list(DETECTORS))
+def test_detector_family(tmp_path, recipe):
+    """The network's outputs, and the detections of ONNX Runtime, of the
+    rewritten model and of mmdet, agree at both sizes (``check_detector``
+    asserts it)."""
+    got = check_detector(tmp_path, recipe, DETECTORS[recipe])
+    assert torch.isfinite(got.bboxes).all()

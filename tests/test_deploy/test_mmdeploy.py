@@ -65,7 +65,10 @@ def random_checkpoint(cfg, path):
     class) pairs pass the score threshold, as a trained one's; where
     thousands do, mmdeploy's candidates for NMS are not mmdet's) and its
     box deltas small; Mask R-CNN's classifier scaled up, so that some
-    classes pass the threshold."""
+    classes pass the threshold, and its RPN's deltas small (large ones clip
+    hundreds of proposals to the image's corner, boxes that overlap by
+    about NMS's threshold and score within 1e-4 of each other: which of
+    them NMS keeps then turns on rounding)."""
     cfg.dump(path + '.py')
     torch.manual_seed(0)
     model, _ = build(path + '.py')
@@ -80,6 +83,8 @@ def random_checkpoint(cfg, path):
                 p.mul_(0.3)
             elif name == 'roi_head.bbox_head.fc_cls.weight':
                 p.mul_(10.0)
+            elif name == 'rpn_head.rpn_reg.weight':
+                p.mul_(0.3)
     torch.save(dict(state_dict=model.state_dict()), path)
     return path
 
