@@ -38,6 +38,33 @@ def exact_fp32_on_cuda(request):
          torch.backends.cuda.matmul.allow_tf32) = flags
 
 
+def _managers(cls):
+    """``cls`` and its subclasses, each with its own ``_instance_dict``."""
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from _managers(sub)
+
+
+@pytest.fixture(autouse=True)
+def runners_apart():
+    """mmengine's Runner takes its logger, message hub and visualizer by
+    name, the config's file name and the second it starts: a runner of the
+    same config started in the same second as one of an earlier test gets
+    that one's, which logs and writes into the earlier test's folder (gone
+    once it passed, pytest.ini) and carries its history. The instances a
+    test made go with it."""
+    from mmengine.logging import MessageHub, MMLogger
+    from mmengine.visualization import Visualizer
+    roots = (Visualizer, MMLogger, MessageHub)
+    before = {cls: set(cls._instance_dict)
+              for root in roots for cls in _managers(root)}
+    yield
+    for root in roots:
+        for cls in _managers(root):
+            for name in set(cls._instance_dict) - before.get(cls, set()):
+                del cls._instance_dict[name]
+
+
 @pytest.fixture(autouse=True)
 def deterministic_mode_restored():
     """A runner with ``randomness=dict(deterministic=True)`` turns on
