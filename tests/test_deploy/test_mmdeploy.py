@@ -139,15 +139,15 @@ def match(ref, got, tol):
     return pairs
 
 
-def padded_meta(data, divisor=32):
-    """``data`` with each image's ``img_shape`` the padded input's: the
-    graph knows only the input tensor, so mmdeploy clips boxes to it, where
-    mmdet clips them to the image."""
+def padded_meta(data, divisor=32, shape=None):
+    """``data`` with each image's ``img_shape`` the padded input's (a
+    batch's ``shape``, where given): the graph knows only the input tensor,
+    so mmdeploy clips boxes to it, where mmdet clips them to the image."""
     data = copy.deepcopy(data)
     for sample in data['data_samples']:
         h, w = sample.img_shape
-        sample.set_metainfo(dict(img_shape=(-(-h // divisor) * divisor,
-                                            -(-w // divisor) * divisor)))
+        sample.set_metainfo(dict(img_shape=shape or (
+            -(-h // divisor) * divisor, -(-w // divisor) * divisor)))
     return data
 
 
@@ -238,23 +238,23 @@ def check_heads(tmp_path, recipe, ours, processor, deploy_cfg):
         assert max(err) < 1e-4, line
 
 
-def detections(out):
-    """A graph's (dets, labels[, masks]) of one image as InstanceData, the
-    rows of score 0 (padding) left out."""
+def detections(out, image=0):
+    """A graph's (dets, labels[, masks]) of one image of the batch as
+    InstanceData, the rows of score 0 (padding) left out."""
     from mmengine.structures import InstanceData
-    dets, labels = out[0][0], out[1][0]
+    dets, labels = out[0][image], out[1][image]
     keep = dets[:, 4] > 0
     fields = dict(bboxes=dets[keep, :4], scores=dets[keep, 4],
                   labels=labels[keep])
     if len(out) > 2:
-        fields['masks'] = out[2][0][keep]
+        fields['masks'] = out[2][image][keep]
     return InstanceData(**fields)
 
 
 def end_to_end(ours, backend, deploy_cfg, data):
-    """ONNX Runtime's detections for ``data``, and the same rewritten model's
-    in PyTorch: mmdeploy's forward and post-processing in its
-    RewriterContext."""
+    """The same rewritten model's detections in PyTorch (mmdeploy's forward
+    and post-processing in its RewriterContext), and ONNX Runtime's, for
+    ``data``: a list of each per image."""
     from mmdeploy.core import RewriterContext
     batch = ours.data_preprocessor(copy.deepcopy(data), False)
     with torch.no_grad():
@@ -263,23 +263,26 @@ def end_to_end(ours, backend, deploy_cfg, data):
                              opset=deploy_cfg.onnx_config.opset_version):
             ref = ours.forward(batch['inputs'], batch['data_samples'],
                                mode='predict')
-    names = deploy_cfg.onnx_config.output_names
-    return detections(ref), detections([got[n] for n in names])
+    got = [got[n] for n in deploy_cfg.onnx_config.output_names]
+    images = range(len(batch['inputs']))
+    return ([detections(ref, i) for i in images],
+            [detections(got, i) for i in images])
 
 
-def mmdet_detections(model, data):
-    """mmdet's own detections in PyTorch, boxes clipped to the padded input
-    (as the graph's) and not rescaled."""
-    batch = model.data_preprocessor(padded_meta(data), False)
+def mmdet_detections(model, data, shape=None):
+    """mmdet's own detections in PyTorch, a list per image, boxes clipped to
+    the padded input (as the graph's; a batch's ``shape``, where given) and
+    not rescaled."""
+    batch = model.data_preprocessor(padded_meta(data, shape=shape), False)
     samples = batch['data_samples']
     with torch.no_grad():
         x = model.extract_feat(batch['inputs'])
         if not hasattr(model, 'roi_head'):
-            return model.bbox_head.predict(x, samples, rescale=False)[0]
+            return model.bbox_head.predict(x, samples, rescale=False)
         rpn = model.rpn_head.predict(x, samples, rescale=False)
         return model.roi_head.predict_bbox(
             x, [s.metainfo for s in samples], rpn, model.roi_head.test_cfg,
-            rescale=False)[0]
+            rescale=False)
 
 
 def check_detections(recipe, ours, backend, processor, deploy_cfg):
@@ -290,7 +293,7 @@ def check_detections(recipe, ours, backend, processor, deploy_cfg):
     out = []
     for seed, size in enumerate(SIZES):
         data = inputs(processor, size, seed + 1)
-        ref, got = end_to_end(ours, backend, deploy_cfg, data)
+        (ref, ), (got, ) = end_to_end(ours, backend, deploy_cfg, data)
         tol = 1e-4 * max(data['inputs'][0].shape[1:])
         pairs = match(ref, got, tol)
         line = (f'{size[0]}x{size[1]}: {len(pairs)} of {len(ref)} '
@@ -299,7 +302,7 @@ def check_detections(recipe, ours, backend, processor, deploy_cfg):
             err = max(float((ref.masks[i] - got.masks[j]).abs().max())
                       for i, j in pairs)
             line += f', masks within {err:.1e}'
-        mmdet = mmdet_detections(ours, data)
+        mmdet, = mmdet_detections(ours, data)
         flat = int((ref.bboxes[:, 2:] <= ref.bboxes[:, :2]).any(1).sum())
         REPORT[recipe].append(
             line + f"; mmdet's: {len(match(mmdet, ref, tol))} of "
@@ -312,10 +315,37 @@ def check_detections(recipe, ours, backend, processor, deploy_cfg):
     return out
 
 
+def check_batch(recipe, ours, backend, processor, deploy_cfg):
+    """The images of both :data:`SIZES` in one batch (padded to the larger
+    one's multiple of 32): per image, ONNX Runtime's detections are the
+    rewritten model's, and those mmdet's own on the same batch, boxes
+    clipped to the batch's padded input as the graph's are."""
+    parts = [inputs(processor, size, seed + 1)
+             for seed, size in enumerate(SIZES)]
+    data = {key: sum((part[key] for part in parts), [])
+            for key in ('inputs', 'data_samples')}
+    refs, gots = end_to_end(ours, backend, deploy_cfg, data)
+    shape = tuple(ours.data_preprocessor(copy.deepcopy(data),
+                                         False)['inputs'].shape[2:])
+    tol = 1e-4 * max(shape)
+    mmdets = mmdet_detections(ours, data, shape)
+    line = f'batch of {len(refs)} at {shape[0]}x{shape[1]}:'
+    for ref, got, mmdet in zip(refs, gots, mmdets):
+        line += (f' {len(match(ref, got, tol))} of {len(ref)} the rewritten '
+                 f"model's, {len(match(mmdet, ref, tol))} of {len(mmdet)} "
+                 "mmdet's;")
+    REPORT[recipe].append(line)
+    for ref, got, mmdet in zip(refs, gots, mmdets):
+        assert len(ref) > 10 and len(got) == len(ref) == len(mmdet), line
+        assert len(match(ref, got, tol)) == len(ref), line
+        assert len(match(mmdet, ref, tol)) == len(ref), line
+
+
 def check_detector(tmp_path, recipe, deploy_name):
     """Convert ``recipe``; check its heads' outputs and its detections at
-    both :data:`SIZES` (ONNX Runtime = the rewritten model = mmdet); return
-    mmdeploy's model's predictions at the first size."""
+    both :data:`SIZES`, one image and both in a batch (ONNX Runtime = the
+    rewritten model = mmdet); return mmdeploy's model's predictions at the
+    first size."""
     ours, backend, processor, deploy_cfg = convert(tmp_path, recipe,
                                                    deploy_name)
     check_heads(tmp_path, recipe, ours, processor, deploy_cfg)
@@ -323,6 +353,7 @@ def check_detector(tmp_path, recipe, deploy_name):
                                             deploy_cfg):
         assert len(mmdet) == len(ref)
         assert len(match(mmdet, ref, tol)) == len(ref)
+    check_batch(recipe, ours, backend, processor, deploy_cfg)
     data = inputs(processor, SIZES[0], 1)
     with torch.no_grad():
         return backend.test_step(data)[0].pred_instances
