@@ -139,15 +139,21 @@ def match(ref, got, tol):
     return pairs
 
 
-def padded_meta(data, divisor=32, shape=None):
-    """``data`` with each image's ``img_shape`` the padded input's (a
-    batch's ``shape``, where given): the graph knows only the input tensor,
-    so mmdeploy clips boxes to it, where mmdet clips them to the image."""
+def padded_shape(data, divisor=32):
+    """(H, W) of the input tensor the preprocessor makes of ``data``: each
+    side the largest image's, padded to a multiple of ``divisor``."""
+    return tuple(-(-max(side) // divisor) * divisor for side in zip(
+        *(sample.img_shape for sample in data['data_samples'])))
+
+
+def padded_meta(data):
+    """``data`` with each image's ``img_shape`` the padded input's: the
+    graph knows only the input tensor, so mmdeploy clips boxes to it, where
+    mmdet clips them to the image."""
+    shape = padded_shape(data)
     data = copy.deepcopy(data)
     for sample in data['data_samples']:
-        h, w = sample.img_shape
-        sample.set_metainfo(dict(img_shape=shape or (
-            -(-h // divisor) * divisor, -(-w // divisor) * divisor)))
+        sample.set_metainfo(dict(img_shape=shape))
     return data
 
 
@@ -269,11 +275,10 @@ def end_to_end(ours, backend, deploy_cfg, data):
             [detections(got, i) for i in images])
 
 
-def mmdet_detections(model, data, shape=None):
+def mmdet_detections(model, data):
     """mmdet's own detections in PyTorch, a list per image, boxes clipped to
-    the padded input (as the graph's; a batch's ``shape``, where given) and
-    not rescaled."""
-    batch = model.data_preprocessor(padded_meta(data, shape=shape), False)
+    the padded input (as the graph's) and not rescaled."""
+    batch = model.data_preprocessor(padded_meta(data), False)
     samples = batch['data_samples']
     with torch.no_grad():
         x = model.extract_feat(batch['inputs'])
@@ -325,20 +330,19 @@ def check_batch(recipe, ours, backend, processor, deploy_cfg):
     data = {key: sum((part[key] for part in parts), [])
             for key in ('inputs', 'data_samples')}
     refs, gots = end_to_end(ours, backend, deploy_cfg, data)
-    shape = tuple(ours.data_preprocessor(copy.deepcopy(data),
-                                         False)['inputs'].shape[2:])
+    shape = padded_shape(data)
     tol = 1e-4 * max(shape)
-    mmdets = mmdet_detections(ours, data, shape)
-    line = f'batch of {len(refs)} at {shape[0]}x{shape[1]}:'
-    for ref, got, mmdet in zip(refs, gots, mmdets):
-        line += (f' {len(match(ref, got, tol))} of {len(ref)} the rewritten '
-                 f"model's, {len(match(mmdet, ref, tol))} of {len(mmdet)} "
-                 "mmdet's;")
+    counts = [(len(ref), len(got), len(mmdet), len(match(ref, got, tol)),
+               len(match(mmdet, ref, tol)))
+              for ref, got, mmdet in zip(refs, gots,
+                                         mmdet_detections(ours, data))]
+    line = f'batch of {len(refs)} at {shape[0]}x{shape[1]}:' + ''.join(
+        f" {same} of {n} the rewritten model's, {mmdet} of {m} mmdet's;"
+        for n, _, m, same, mmdet in counts)
     REPORT[recipe].append(line)
-    for ref, got, mmdet in zip(refs, gots, mmdets):
-        assert len(ref) > 10 and len(got) == len(ref) == len(mmdet), line
-        assert len(match(ref, got, tol)) == len(ref), line
-        assert len(match(mmdet, ref, tol)) == len(ref), line
+    for n, got, m, same, mmdet in counts:
+        assert n > 10 and got == n == m, line
+        assert same == n and mmdet == n, line
 
 
 def check_detector(tmp_path, recipe, deploy_name):
